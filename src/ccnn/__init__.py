@@ -1,0 +1,87 @@
+"""ccnn: a per-image neural image codec (Compressing Convolutional Neural Network).
+
+The public API::
+
+    data = ccnn.compress("photo.png", preset="default", quality=4)   # -> bytes of a .ccnn file
+    pixels = ccnn.decompress(data)                                   # -> uint8 H x W x C array
+    info = ccnn.read_info(data)                                      # -> sizes, network, bpp
+"""
+
+from __future__ import annotations
+
+from .bitstream import FORMAT_VERSION, FileInfo
+from .bitstream import read_info as _read_info
+from .codec import EncodeResult, decode, encode
+from .config import MAX_QUALITY, PRESETS, CodecConfig, make_config
+from .errors import CCNNError, ConfigError, FormatError, ImageError, LimitError, OutputExistsError
+from .fit import Progress, ProgressCallback
+from .imageio import ImageLike, load_image
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_QUALITY",
+    "PRESETS",
+    "CCNNError",
+    "CodecConfig",
+    "ConfigError",
+    "EncodeResult",
+    "FileInfo",
+    "FormatError",
+    "ImageError",
+    "LimitError",
+    "OutputExistsError",
+    "Progress",
+    "ProgressCallback",
+    "compress",
+    "compress_image",
+    "decompress",
+    "make_config",
+    "read_info",
+]
+
+
+def compress_image(
+    image: ImageLike,
+    preset: str = "default",
+    *,
+    quality: int | None = None,
+    steps: int | None = None,
+    seconds: float | None = None,
+    seed: int | None = None,
+    ratio: int | None = None,
+    kernel: int | None = None,
+    slope: float | None = None,
+    progress: ProgressCallback | None = None,
+    device: str | None = None,
+) -> EncodeResult:
+    """Compress ``image`` (a path, a PIL image or a uint8 array) and return the bytes with measurements."""
+    pixels = load_image(image)
+    config = make_config(
+        preset,
+        channels=pixels.shape[2],
+        quality=quality,
+        steps=steps,
+        seconds=seconds,
+        seed=seed,
+        ratio=ratio,
+        kernel=kernel,
+        slope=slope,
+    )
+    return encode(pixels, config, progress=progress, device=device)
+
+
+def compress(image: ImageLike, preset: str = "default", **options) -> bytes:
+    """Compress ``image`` into the bytes of a .ccnn file; options as in :func:`compress_image`."""
+    return compress_image(image, preset, **options).data
+
+
+def decompress(data: bytes | bytearray | memoryview) -> numpy.ndarray:  # noqa: F821
+    """Decode the bytes of a .ccnn file into a uint8 array of shape H x W x C (C is 1 or 3)."""
+    return decode(bytes(data))
+
+
+def read_info(data: bytes | bytearray | memoryview) -> FileInfo:
+    """Header, network and byte breakdown of a .ccnn file, without decoding it."""
+    return _read_info(bytes(data))

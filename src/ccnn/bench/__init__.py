@@ -1,0 +1,1 @@
+"""Benchmarks: classical codecs behind one interface, rate-distortion sweeps and reports."""

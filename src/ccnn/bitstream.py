@@ -1,0 +1,348 @@
+"""The ``.ccnn`` container: header fields, length-prefixed sections and a CRC32.
+
+Layout (all integers little-endian; the full specification is docs/format.md)::
+
+    magic      4 bytes  b"CCNN"
+    version    u8       FORMAT_VERSION
+    hdr_len    u16      length of the header fields that follow
+    header     hdr_len  image size, pixel mode and the restoring network (see HEADER)
+    3 sections          tag u8 | length u32 | payload; tags 1 weights, 2 entropy, 3 latent
+    crc32      u32      zlib.crc32 of every byte before it
+
+Parsing runs no network and allocates nothing that depends on a size before every field has
+been range-checked against the limits below, so a hostile header is refused cheaply.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import LayerSpec
+from .entropy import GroupModel
+from .errors import FormatError, LimitError
+from .imageio import MAX_PIXELS, MAX_SIDE
+from .model import DecoderSpec
+
+MAGIC = b"CCNN"
+FORMAT_VERSION = 1
+
+SECTION_WEIGHTS = 1
+SECTION_ENTROPY = 2
+SECTION_LATENT = 3
+SECTION_NAMES = {
+    SECTION_WEIGHTS: "decoder weights",
+    SECTION_ENTROPY: "entropy model",
+    SECTION_LATENT: "latent",
+}
+
+LATENT_MODES = ("uint8", "integer")
+
+#: Limits a header must respect; anything outside is refused before decoding starts.
+MAX_LAYERS = 16
+MAX_LAYER_CHANNELS = 256
+MAX_KERNEL = 64
+MAX_STRIDE = 32
+MAX_DECODER_PARAMETERS = 1 << 22
+MAX_WORK_ELEMENTS = 1 << 28
+
+_PREFIX = struct.Struct("<4sBH")
+_FIXED = struct.Struct("<IIBBBeBB")  # height, width, channels, latent mode, flags, slope, latent ch, layers
+_LAYER = struct.Struct("<HBB")
+_SECTION = struct.Struct("<BI")
+_GROUP = struct.Struct("<eehh")
+_WEIGHT_EXPONENT = struct.Struct("<b")
+_CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class CCNNFile:
+    """The decoded contents of a .ccnn file, before any network runs."""
+
+    height: int
+    width: int
+    channels: int
+    spec: DecoderSpec
+    weight_exponents: tuple[int, ...]
+    weight_models: tuple[GroupModel, ...]
+    weight_data: bytes
+    latent_models: tuple[GroupModel, ...]
+    latent_data: bytes
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        stride = self.spec.latent_stride
+        return (
+            self.spec.latent_channels,
+            -(-self.height // stride),
+            -(-self.width // stride),
+        )
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What ``ccnn info`` shows: format, image, network and the byte breakdown of a file."""
+
+    version: int
+    height: int
+    width: int
+    channels: int
+    spec: DecoderSpec
+    header_bytes: int
+    weight_bytes: int
+    entropy_bytes: int
+    latent_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.header_bytes + self.weight_bytes + self.entropy_bytes + self.latent_bytes
+
+    @property
+    def bpp(self) -> float:
+        return 8.0 * self.total_bytes / (self.height * self.width)
+
+    @property
+    def decoder_parameters(self) -> int:
+        return sum(int(np.prod(shape)) for shape in self.spec.parameter_shapes())
+
+    def as_dict(self) -> dict:
+        return {
+            "format_version": self.version,
+            "width": self.width,
+            "height": self.height,
+            "channels": self.channels,
+            "latent_mode": self.spec.latent_mode,
+            "latent_channels": self.spec.latent_channels,
+            "latent_stride": self.spec.latent_stride,
+            "slope": self.spec.slope,
+            "restoring_layers": [
+                {"channels": s.channels, "kernel": s.kernel, "stride": s.stride} for s in self.spec.layers
+            ],
+            "decoder_parameters": self.decoder_parameters,
+            "bytes": {
+                "header": self.header_bytes,
+                "decoder_weights": self.weight_bytes,
+                "entropy_model": self.entropy_bytes,
+                "latent": self.latent_bytes,
+                "total": self.total_bytes,
+            },
+            "bpp": self.bpp,
+        }
+
+
+def _pack_group(model: GroupModel) -> bytes:
+    return _GROUP.pack(model.location, model.scale, model.lo, model.hi)
+
+
+def pack(contents: CCNNFile) -> bytes:
+    """Serialise ``contents`` into the bytes of a .ccnn file."""
+    spec = contents.spec
+    flags = 1 if spec.output_activation else 0
+    header = _FIXED.pack(
+        contents.height,
+        contents.width,
+        contents.channels,
+        LATENT_MODES.index(spec.latent_mode),
+        flags,
+        spec.slope,
+        spec.latent_channels,
+        len(spec.layers),
+    ) + b"".join(_LAYER.pack(s.channels, s.kernel, s.stride) for s in spec.layers)
+    weights = (
+        b"".join(
+            _WEIGHT_EXPONENT.pack(exp) + _pack_group(model)
+            for exp, model in zip(contents.weight_exponents, contents.weight_models)
+        )
+        + contents.weight_data
+    )
+    entropy = b"".join(_pack_group(model) for model in contents.latent_models)
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
+    for tag, payload in (
+        (SECTION_WEIGHTS, weights),
+        (SECTION_ENTROPY, entropy),
+        (SECTION_LATENT, contents.latent_data),
+    ):
+        body += _SECTION.pack(tag, len(payload)) + payload
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def _split(data: bytes) -> tuple[int, bytes, dict[int, bytes]]:
+    """Check magic, version, structure and checksum; return version, header and sections."""
+    if len(data) == 0:
+        raise FormatError("file is empty")
+    head = data[: len(MAGIC)]
+    if head != MAGIC[: len(head)]:
+        raise FormatError("not a ccnn file (bad magic)")
+    if len(data) < _PREFIX.size:
+        raise FormatError("file is truncated (incomplete header)")
+    magic, version, header_len = _PREFIX.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise FormatError("not a ccnn file (bad magic)")
+    if version != FORMAT_VERSION:
+        raise FormatError(f"unsupported format version {version} (this ccnn reads version {FORMAT_VERSION})")
+    offset = _PREFIX.size + header_len
+    if offset > len(data):
+        raise FormatError("file is truncated (incomplete header)")
+    header = data[_PREFIX.size : offset]
+    sections: dict[int, bytes] = {}
+    for expected in (SECTION_WEIGHTS, SECTION_ENTROPY, SECTION_LATENT):
+        if offset + _SECTION.size > len(data):
+            raise FormatError(f"file is truncated (missing {SECTION_NAMES[expected]} section)")
+        tag, length = _SECTION.unpack_from(data, offset)
+        if tag != expected:
+            raise FormatError(f"file is corrupted (expected section {expected}, found {tag})")
+        offset += _SECTION.size
+        if offset + length > len(data):
+            raise FormatError(f"file is truncated (in the {SECTION_NAMES[expected]} section)")
+        sections[tag] = data[offset : offset + length]
+        offset += length
+    if offset + _CRC.size > len(data):
+        raise FormatError("file is truncated (missing checksum)")
+    if offset + _CRC.size < len(data):
+        raise FormatError("file is corrupted (unexpected bytes after the checksum)")
+    (stored_crc,) = _CRC.unpack_from(data, offset)
+    if zlib.crc32(data[:offset]) != stored_crc:
+        raise FormatError("file is corrupted (checksum mismatch)")
+    return version, header, sections
+
+
+def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
+    if len(header) < _FIXED.size:
+        raise FormatError("file is corrupted (header too short)")
+    height, width, channels, mode, flags, slope, latent_channels, layers = _FIXED.unpack_from(header, 0)
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and width * height <= MAX_PIXELS):
+        raise LimitError(
+            f"header claims a {width}x{height} image, beyond this decoder's limits "
+            f"({MAX_SIDE} per side, {MAX_PIXELS // (1 << 20)} megapixels)"
+        )
+    if channels not in (1, 3):
+        raise LimitError(f"header claims {channels} channels (1 or 3 are supported)")
+    if mode >= len(LATENT_MODES):
+        raise LimitError(f"header names unknown latent mode {mode}")
+    if flags & ~1:
+        raise LimitError(f"header has unknown flags {flags:#x}")
+    if not (np.isfinite(slope) and 0.0 <= slope <= 1.0):
+        raise LimitError(f"header claims Leaky ReLU slope {slope} (0..1 allowed)")
+    if not 1 <= latent_channels <= MAX_LAYER_CHANNELS:
+        raise LimitError(f"header claims {latent_channels} latent channels (1..{MAX_LAYER_CHANNELS})")
+    if not 1 <= layers <= MAX_LAYERS:
+        raise LimitError(f"header claims {layers} restoring layers (1..{MAX_LAYERS})")
+    if len(header) != _FIXED.size + layers * _LAYER.size:
+        raise FormatError("file is corrupted (header length does not match its layer count)")
+    specs = []
+    for i in range(layers):
+        ch, kernel, stride = _LAYER.unpack_from(header, _FIXED.size + i * _LAYER.size)
+        if not (1 <= ch <= MAX_LAYER_CHANNELS and 1 <= kernel <= MAX_KERNEL and 1 <= stride <= MAX_STRIDE):
+            raise LimitError(
+                f"header claims restoring layer {i} with {ch} channels, kernel {kernel}, stride {stride}"
+            )
+        specs.append(LayerSpec(ch, kernel, stride))
+    if specs[-1].channels != channels:
+        raise FormatError("file is corrupted (last restoring layer does not produce the image's channels)")
+    total_stride = int(np.prod([s.stride for s in specs]))
+    if total_stride > 1024:
+        raise LimitError(f"header claims a total stride of {total_stride} (at most 1024)")
+    spec = DecoderSpec(
+        layers=tuple(specs),
+        latent_channels=latent_channels,
+        latent_stride=total_stride,
+        slope=float(slope),
+        latent_mode=LATENT_MODES[mode],
+        output_activation=bool(flags & 1),
+    )
+    _check_work(spec, height, width)
+    return height, width, channels, spec
+
+
+def _check_work(spec: DecoderSpec, height: int, width: int) -> None:
+    """Refuse networks whose weights or intermediate arrays would be unreasonably large."""
+    params = sum(int(np.prod(shape)) for shape in spec.parameter_shapes())
+    if params > MAX_DECODER_PARAMETERS:
+        raise LimitError(
+            f"header claims a restoring network of {params} parameters (at most {MAX_DECODER_PARAMETERS})"
+        )
+    stride = spec.latent_stride
+    h, w = -(-height // stride), -(-width // stride)
+    work = spec.latent_channels * h * w
+    for layer in spec.layers:
+        columns = layer.channels * layer.kernel * layer.kernel * h * w
+        h, w = h * layer.stride, w * layer.stride
+        work = max(work, columns, layer.channels * h * w)
+    if work > MAX_WORK_ELEMENTS:
+        raise LimitError(
+            f"decoding this {width}x{height} image would need {work} working values "
+            f"(this decoder allows {MAX_WORK_ELEMENTS})"
+        )
+
+
+def _parse_groups(
+    payload: bytes, count: int, what: str, with_exponent: bool
+) -> tuple[list[int], list[GroupModel], bytes]:
+    item = _GROUP.size + (_WEIGHT_EXPONENT.size if with_exponent else 0)
+    if len(payload) < count * item:
+        raise FormatError(f"file is corrupted ({what} section too short)")
+    exponents: list[int] = []
+    models: list[GroupModel] = []
+    offset = 0
+    for _ in range(count):
+        if with_exponent:
+            (exp,) = _WEIGHT_EXPONENT.unpack_from(payload, offset)
+            exponents.append(exp)
+            offset += _WEIGHT_EXPONENT.size
+        loc, scale, lo, hi = _GROUP.unpack_from(payload, offset)
+        offset += _GROUP.size
+        if not (np.isfinite(loc) and np.isfinite(scale) and scale > 0 and lo <= hi):
+            raise FormatError(f"file is corrupted (invalid {what} model parameters)")
+        models.append(GroupModel(location=float(loc), scale=float(scale), lo=int(lo), hi=int(hi)))
+    return exponents, models, payload[offset:]
+
+
+def unpack(data: bytes) -> CCNNFile:
+    """Parse and validate a .ccnn file (no network runs, nothing large is allocated)."""
+    _, header, sections = _split(data)
+    height, width, channels, spec = _parse_header(header)
+    n_tensors = 2 * len(spec.layers)
+    exponents, weight_models, weight_data = _parse_groups(
+        sections[SECTION_WEIGHTS], n_tensors, "weights", True
+    )
+    _, latent_models, rest = _parse_groups(
+        sections[SECTION_ENTROPY], spec.latent_channels, "entropy model", False
+    )
+    if rest:
+        raise FormatError("file is corrupted (entropy model section too long)")
+    if spec.latent_mode == "uint8" and any(m.lo < 0 or m.hi > 255 for m in latent_models):
+        raise FormatError("file is corrupted (byte latent outside 0..255)")
+    return CCNNFile(
+        height=height,
+        width=width,
+        channels=channels,
+        spec=spec,
+        weight_exponents=tuple(exponents),
+        weight_models=tuple(weight_models),
+        weight_data=weight_data,
+        latent_models=tuple(latent_models),
+        latent_data=sections[SECTION_LATENT],
+    )
+
+
+def read_info(data: bytes) -> FileInfo:
+    """Format version, image, network and byte breakdown of a .ccnn file."""
+    version, header, sections = _split(data)
+    height, width, channels, spec = _parse_header(header)
+    weight_bytes = len(sections[SECTION_WEIGHTS])
+    entropy_bytes = len(sections[SECTION_ENTROPY])
+    latent_bytes = len(sections[SECTION_LATENT])
+    return FileInfo(
+        version=version,
+        height=height,
+        width=width,
+        channels=channels,
+        spec=spec,
+        header_bytes=len(data) - weight_bytes - entropy_bytes - latent_bytes,
+        weight_bytes=weight_bytes,
+        entropy_bytes=entropy_bytes,
+        latent_bytes=latent_bytes,
+    )

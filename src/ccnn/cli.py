@@ -1,0 +1,246 @@
+"""The ``ccnn`` command, in the style of cwebp / cjxl / avifenc.
+
+Exit codes: 0 success, 1 bad input (unreadable image, corrupt file, existing output),
+2 bad usage (unknown option, out-of-range setting), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import __version__, compress_image, decompress, read_info
+from .config import MAX_QUALITY, PRESETS
+from .errors import CCNNError, ConfigError, FormatError
+from .files import check_writable, write_atomic
+from .fit import Progress
+from .imageio import encode_image
+
+
+class UsageError(Exception):
+    """Bad usage discovered after parsing: exit code 2."""
+
+
+class TrainingProgress:
+    """A tqdm bar over training steps, showing elapsed seconds, PSNR and estimated bpp."""
+
+    def __init__(self, description: str, enabled: bool = True) -> None:
+        self.description = description
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: Progress) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = tqdm(
+                total=event.steps,
+                desc=self.description,
+                unit="step",
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
+        self.bar.set_postfix_str(
+            f"{event.seconds:.0f}/{event.budget_seconds:.0f}s PSNR {event.psnr:.2f} dB {event.bpp:.3f} bpp",
+            refresh=False,
+        )
+        self.bar.update(event.step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> TrainingProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise CCNNError(f"{path}: no such file")
+    if path.is_dir():
+        raise CCNNError(f"{path}: is a directory")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CCNNError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that encodes (compress, demo, batch, bench)."""
+    parser.add_argument(
+        "--preset", default="default", choices=sorted(PRESETS), help="codec preset (default: %(default)s)"
+    )
+    parser.add_argument(
+        "-q", "--quality", type=int, help=f"rate-distortion level 1 (smallest) to {MAX_QUALITY} (best)"
+    )
+    parser.add_argument("--steps", type=int, help="maximum training steps")
+    parser.add_argument("--seconds", type=float, help="training time budget in seconds")
+    parser.add_argument("--seed", type=int, help="random seed (same seed, same file)")
+    parser.add_argument(
+        "--ratio", type=int, help="poster's compression ratio λ (stride), --preset paper only"
+    )
+    parser.add_argument("--kernel", type=int, help="poster's filter size k, --preset paper only")
+    parser.add_argument("--slope", type=float, help="Leaky ReLU slope ε")
+    parser.add_argument(
+        "--device", default="auto", help="training device: auto, cpu or cuda (default: %(default)s)"
+    )
+
+
+def training_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`ccnn.compress_image` that ``add_training_options`` parsed."""
+    return {
+        "quality": args.quality,
+        "steps": args.steps,
+        "seconds": args.seconds,
+        "seed": args.seed,
+        "ratio": args.ratio,
+        "kernel": args.kernel,
+        "slope": args.slope,
+        "device": args.device,
+    }
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    source = Path(args.image)
+    out = Path(args.output) if args.output else source.with_suffix(".ccnn")
+    check_writable(out, args.force, inputs=(source,))
+    with TrainingProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
+        result = compress_image(source, args.preset, progress=bar, **training_options(args))
+    write_atomic(out, result.data, force=args.force)
+    height, width = result.decoded.shape[:2]
+    if not args.quiet:
+        print(
+            f"{source} -> {out}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
+            f"PSNR {result.psnr:.2f} dB, {width}x{height}, "
+            f"{result.steps} steps, {result.encode_seconds:.1f} s"
+        )
+    return 0
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    source = Path(args.file)
+    out = Path(args.output) if args.output else source.with_suffix(".png")
+    check_writable(out, args.force, inputs=(source,))
+    data = _read_bytes(source)
+    start = time.perf_counter()
+    pixels = decompress(data)
+    seconds = time.perf_counter() - start
+    write_atomic(out, encode_image(pixels, out), force=args.force)
+    if not args.quiet:
+        print(f"{source} -> {out}: {pixels.shape[1]}x{pixels.shape[0]}, {seconds:.3f} s")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = read_info(_read_bytes(Path(args.file)))
+    if args.json:
+        print(json.dumps(info.as_dict(), indent=2))
+        return 0
+    spec = info.spec
+    layers = ", ".join(f"tconv {s.kernel}x{s.kernel}/{s.stride} -> {s.channels}" for s in spec.layers)
+    total = info.total_bytes
+    print(f"format        ccnn version {info.version}")
+    print(
+        f"image         {info.width}x{info.height}, {info.channels} channel{'s' if info.channels > 1 else ''}"
+    )
+    print(
+        f"latent        {spec.latent_channels} channels at stride {spec.latent_stride} ({spec.latent_mode})"
+    )
+    print(f"restoring     {layers}; Leaky ReLU slope {spec.slope:g}; {info.decoder_parameters} parameters")
+    for name, size in (
+        ("header", info.header_bytes),
+        ("weights", info.weight_bytes),
+        ("entropy", info.entropy_bytes),
+        ("latent", info.latent_bytes),
+    ):
+        print(f"{name:<13} {size:>9} bytes  {100.0 * size / total:5.1f}%")
+    print(f"{'total':<13} {total:>9} bytes  {info.bpp:.4f} bpp")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    with TrainingProgress("demo", enabled=not args.quiet) as bar:
+        report = run_demo(
+            Path(args.output), preset=args.preset, force=args.force, progress=bar, seconds=args.seconds
+        )
+    print("\n".join(report.lines()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccnn", description="CCNN: a per-image neural image codec.")
+    parser.add_argument("--version", action="version", version=f"ccnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    compress = commands.add_parser("compress", help="train on an image and write a .ccnn file")
+    compress.add_argument("image", help="input image (PNG, JPEG, BMP, TIFF, ...)")
+    compress.add_argument("-o", "--output", help="output .ccnn file (default: IMAGE with .ccnn)")
+    add_training_options(compress)
+    compress.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    compress.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    compress.set_defaults(func=cmd_compress)
+
+    dec = commands.add_parser("decompress", help="decode a .ccnn file into an image")
+    dec.add_argument("file", help="input .ccnn file")
+    dec.add_argument(
+        "-o", "--output", help="output image; format from the extension (default: FILE with .png)"
+    )
+    dec.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    dec.add_argument("--quiet", action="store_true", help="no summary")
+    dec.set_defaults(func=cmd_decompress)
+
+    info = commands.add_parser("info", help="show a .ccnn file's header and byte breakdown")
+    info.add_argument("file", help="input .ccnn file")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_info)
+
+    demo = commands.add_parser("demo", help="compress the bundled sample and compare with JPEG")
+    demo.add_argument("-o", "--output", default="ccnn-demo", help="output folder (default: %(default)s)")
+    demo.add_argument(
+        "--preset", default="fast", choices=sorted(PRESETS), help="preset (default: %(default)s)"
+    )
+    demo.add_argument("--seconds", type=float, help="training time budget in seconds")
+    demo.add_argument("-f", "--force", action="store_true", help="overwrite the demo's earlier outputs")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, UsageError) as exc:
+        print(f"ccnn: error: {exc}", file=sys.stderr)
+        return 2
+    except FormatError as exc:
+        print(f"ccnn: error: {getattr(args, 'file', '')}: {exc}", file=sys.stderr)
+        return 1
+    except CCNNError as exc:
+        print(f"ccnn: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ccnn: interrupted; no output written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("ccnn: error: out of memory", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Codec settings: the network's shape, how it is trained, and the named presets.
+
+A preset is a complete :class:`CodecConfig`; command-line options override single fields
+through :func:`make_config`, which also range-checks them. Only the decoder half of a
+configuration travels in the file (see :mod:`ccnn.bitstream`); the rest steers the encoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+#: Rate-distortion trade-off per ``--quality`` level, in CompressAI's convention:
+#: loss = bpp + lambda * 255^2 * MSE. Level 1 gives the smallest files.
+QUALITY_LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.18)
+MAX_QUALITY = len(QUALITY_LAMBDAS)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One (transposed) convolution: output channels, square kernel size and stride."""
+
+    channels: int
+    kernel: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Everything that decides what the encoder produces.
+
+    ``latent_mode`` is ``"uint8"`` for the poster's byte latent (a saturating cast of the
+    compressing layer's output, in pixel units) or ``"integer"`` for a rate-distortion trained
+    latent that is rounded to integers and entropy-coded with a learned model.
+    """
+
+    name: str
+    encoder: tuple[LayerSpec, ...]
+    decoder: tuple[LayerSpec, ...]
+    slope: float = 0.1
+    latent_mode: str = "integer"
+    latent_activation: bool = False
+    output_activation: bool = False
+    quality: int = 4
+    steps: int = 2000
+    seconds: float = 60.0
+    learning_rate: float = 5e-3
+    crop_size: int = 32
+    crops_per_step: int = 16
+    hard_rounding_fraction: float = 0.1
+    seed: int = 0
+    description: str = field(default="", compare=False)
+
+    @property
+    def total_stride(self) -> int:
+        """Downsampling factor from image to latent (product of the encoder's strides)."""
+        stride = 1
+        for layer in self.encoder:
+            stride *= layer.stride
+        return stride
+
+    @property
+    def latent_channels(self) -> int:
+        return self.encoder[-1].channels
+
+    @property
+    def rate_lambda(self) -> float:
+        """The rate-distortion weight of this configuration's quality level."""
+        return QUALITY_LAMBDAS[self.quality - 1]
+
+    def summary(self) -> str:
+        """A short human-readable description of the network, for progress and ``info``."""
+        enc = " ".join(f"conv{s.kernel}/{s.stride}->{s.channels}" for s in self.encoder)
+        dec = " ".join(f"tconv{s.kernel}/{s.stride}->{s.channels}" for s in self.decoder)
+        return f"{self.name}: [{enc}] | [{dec}] slope={self.slope:g}"
+
+
+def _paper(ratio: int = 4, kernel: int = 10, slope: float = 0.1, channels: int = 3) -> CodecConfig:
+    return CodecConfig(
+        name="paper",
+        encoder=(LayerSpec(channels * ratio, kernel, ratio),),
+        decoder=(LayerSpec(channels, kernel, ratio),),
+        slope=slope,
+        latent_mode="uint8",
+        latent_activation=True,
+        output_activation=True,
+        steps=3000,
+        seconds=120.0,
+        learning_rate=2e-3,
+        crop_size=max(64, 4 * ratio),
+        crops_per_step=8,
+        hard_rounding_fraction=1.0,
+        description="the poster exactly: one strided conv, one transposed conv, byte latent",
+    )
+
+
+def _rd(name: str, steps: int, seconds: float, description: str) -> CodecConfig:
+    return CodecConfig(
+        name=name,
+        encoder=(
+            LayerSpec(48, 5, 2),
+            LayerSpec(48, 5, 2),
+            LayerSpec(48, 3, 2),
+            LayerSpec(12, 3, 1),
+        ),
+        decoder=(
+            LayerSpec(24, 4, 2),
+            LayerSpec(12, 4, 2),
+            LayerSpec(3, 4, 2),
+        ),
+        slope=0.1,
+        steps=steps,
+        seconds=seconds,
+        description=description,
+    )
+
+
+PRESETS: dict[str, CodecConfig] = {
+    "paper": _paper(),
+    "fast": _rd("fast", steps=600, seconds=15.0, description="rate-distortion network, short training"),
+    "default": _rd("default", steps=4000, seconds=90.0, description="rate-distortion network"),
+}
+
+
+def make_config(
+    preset: str = "default",
+    *,
+    channels: int = 3,
+    quality: int | None = None,
+    steps: int | None = None,
+    seconds: float | None = None,
+    seed: int | None = None,
+    ratio: int | None = None,
+    kernel: int | None = None,
+    slope: float | None = None,
+) -> CodecConfig:
+    """The preset ``preset`` for an image of ``channels`` channels, with the given overrides.
+
+    ``ratio`` and ``kernel`` are the poster's λ and k and apply to ``paper`` only; ``slope``
+    (the Leaky ReLU's ε) applies to every preset.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    if channels not in (1, 3):
+        raise ConfigError(f"images must have 1 or 3 channels, not {channels}")
+    if slope is not None and not 0.0 <= slope <= 0.5:
+        raise ConfigError(f"--slope must be between 0 and 0.5, not {slope}")
+    if preset == "paper":
+        if ratio is not None and not 1 <= ratio <= 32:
+            raise ConfigError(f"--ratio must be between 1 and 32, not {ratio}")
+        if kernel is not None and not 1 <= kernel <= 64:
+            raise ConfigError(f"--kernel must be between 1 and 64, not {kernel}")
+        base = PRESETS["paper"]
+        config = dataclasses.replace(
+            _paper(
+                ratio=ratio or base.encoder[0].stride,
+                kernel=kernel or base.encoder[0].kernel,
+                slope=base.slope if slope is None else slope,
+                channels=channels,
+            )
+        )
+        if quality is not None:
+            raise ConfigError("--quality does not apply to --preset paper (its rate is set by --ratio)")
+    else:
+        if ratio is not None or kernel is not None:
+            raise ConfigError("--ratio and --kernel apply to --preset paper only")
+        config = PRESETS[preset]
+        if channels != 3:
+            last = config.decoder[-1]
+            config = dataclasses.replace(
+                config, decoder=(*config.decoder[:-1], LayerSpec(channels, last.kernel, last.stride))
+            )
+        if slope is not None:
+            config = dataclasses.replace(config, slope=slope)
+    updates: dict = {}
+    if quality is not None:
+        if not 1 <= quality <= MAX_QUALITY:
+            raise ConfigError(f"--quality must be between 1 and {MAX_QUALITY}, not {quality}")
+        updates["quality"] = quality
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps must be at least 1, not {steps}")
+        updates["steps"] = steps
+    if seconds is not None:
+        if seconds <= 0:
+            raise ConfigError(f"--seconds must be positive, not {seconds}")
+        updates["seconds"] = seconds
+    if seed is not None:
+        updates["seed"] = seed
+    return dataclasses.replace(config, **updates)

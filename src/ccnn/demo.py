@@ -1,0 +1,129 @@
+"""``ccnn demo``: the bundled sample through the codec, next to JPEG at the same file size."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import compress_image, decompress
+from .bench.codecs import JpegCodec, psnr_at_size
+from .files import check_writable, write_atomic
+from .fit import ProgressCallback
+from .imageio import encode_image, load_image, to_pil
+from .metrics import bpp, psnr
+
+
+def sample_path() -> Path:
+    """The small photograph shipped inside the package (a 256x192 crop of Kodak's kodim23)."""
+    return Path(str(resources.files("ccnn") / "data" / "sample.png"))
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """Everything the demo measured, for printing and for tests."""
+
+    width: int
+    height: int
+    file_bytes: int
+    bpp: float
+    psnr: float
+    encode_seconds: float
+    decode_seconds: float
+    jpeg_psnr: float
+    jpeg_nearest_bytes: int
+    jpeg_nearest_quality: int
+    outputs: tuple[Path, ...]
+
+    def lines(self) -> list[str]:
+        return [
+            f"image        sample.png, {self.width}x{self.height}",
+            f"ccnn file    {self.file_bytes} bytes, {self.bpp:.3f} bpp "
+            "(whole file: header, decoder weights, latent)",
+            f"ccnn PSNR    {self.psnr:.2f} dB",
+            f"encode       {self.encode_seconds:.1f} s",
+            f"decode       {self.decode_seconds:.3f} s",
+            f"JPEG PSNR    {self.jpeg_psnr:.2f} dB at the same size "
+            f"(nearest JPEG: quality {self.jpeg_nearest_quality}, {self.jpeg_nearest_bytes} bytes)",
+            f"difference   {self.psnr - self.jpeg_psnr:+.2f} dB for ccnn",
+            "written      " + ", ".join(str(p) for p in self.outputs),
+        ]
+
+
+def _labelled(pixels: np.ndarray, label: str) -> Image.Image:
+    image = to_pil(pixels).convert("RGB")
+    image = image.resize((image.width * 2, image.height * 2), Image.NEAREST)
+    canvas = Image.new("RGB", (image.width, image.height + 18), "white")
+    canvas.paste(image, (0, 18))
+    ImageDraw.Draw(canvas).text((4, 3), label, fill="black")
+    return canvas
+
+
+def side_by_side(panels: list[tuple[np.ndarray, str]], crop: int = 128) -> np.ndarray:
+    """Centre crops of each image, enlarged 2x, labelled and placed left to right."""
+    tiles = []
+    for pixels, label in panels:
+        h, w = pixels.shape[:2]
+        top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        tiles.append(_labelled(pixels[top : top + crop, left : left + crop], label))
+    sheet = Image.new(
+        "RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) - 1), max(t.height for t in tiles)), "white"
+    )
+    x = 0
+    for tile in tiles:
+        sheet.paste(tile, (x, 0))
+        x += tile.width + 8
+    return np.asarray(sheet)
+
+
+def run_demo(
+    out_dir: Path,
+    preset: str = "fast",
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    seconds: float | None = None,
+    steps: int | None = None,
+) -> DemoReport:
+    """Compress and decompress the sample, compare with JPEG, write the files into ``out_dir``."""
+    ccnn_path = out_dir / "sample.ccnn"
+    restored_path = out_dir / "sample-ccnn.png"
+    compare_path = out_dir / "comparison.png"
+    for path in (ccnn_path, restored_path, compare_path):
+        check_writable(path, force)
+    pixels = load_image(sample_path())
+    result = compress_image(pixels, preset, progress=progress, seconds=seconds, steps=steps, seed=0)
+    start = time.perf_counter()
+    decoded = decompress(result.data)
+    decode_seconds = time.perf_counter() - start
+    jpeg = psnr_at_size(JpegCodec(), pixels, len(result.data))
+    sheet = side_by_side(
+        [
+            (pixels, "original"),
+            (decoded, f"ccnn {len(result.data)} B, {psnr(pixels, decoded):.2f} dB"),
+            (
+                jpeg.nearest_decoded,
+                f"JPEG {jpeg.nearest_bytes} B, {psnr(pixels, jpeg.nearest_decoded):.2f} dB",
+            ),
+        ]
+    )
+    write_atomic(ccnn_path, result.data, force=force)
+    write_atomic(restored_path, encode_image(decoded, restored_path), force=force)
+    write_atomic(compare_path, encode_image(sheet, compare_path), force=force)
+    height, width = pixels.shape[:2]
+    return DemoReport(
+        width=width,
+        height=height,
+        file_bytes=len(result.data),
+        bpp=bpp(len(result.data), height, width),
+        psnr=psnr(pixels, decoded),
+        encode_seconds=result.encode_seconds,
+        decode_seconds=decode_seconds,
+        jpeg_psnr=jpeg.psnr,
+        jpeg_nearest_bytes=jpeg.nearest_bytes,
+        jpeg_nearest_quality=jpeg.nearest_quality,
+        outputs=(ccnn_path, restored_path, compare_path),
+    )

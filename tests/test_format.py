@@ -1,0 +1,85 @@
+"""The .ccnn container refuses what it cannot trust, with a clear error and no large allocation."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+import ccnn
+from ccnn import bitstream
+from ccnn.errors import FormatError, LimitError
+
+
+def _with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _rewrite_header(data: bytes, **fields: int) -> bytes:
+    """A copy of ``data`` with header fields changed and a valid checksum (a hostile file)."""
+    prefix = bitstream._PREFIX.size
+    values = list(bitstream._FIXED.unpack_from(data, prefix))
+    names = ["height", "width", "channels", "mode", "flags", "slope", "latent_channels", "layers"]
+    for name, value in fields.items():
+        values[names.index(name)] = value
+    body = data[:prefix] + bitstream._FIXED.pack(*values) + data[prefix + bitstream._FIXED.size : -4]
+    return _with_crc(body)
+
+
+def test_empty_file() -> None:
+    with pytest.raises(FormatError, match="empty"):
+        ccnn.decompress(b"")
+
+
+def test_foreign_file(crop_png) -> None:
+    with pytest.raises(FormatError, match="not a ccnn file"):
+        ccnn.decompress(crop_png.read_bytes())
+
+
+@pytest.mark.parametrize("keep", [2, 4, 7, 20, 60, -5, -1])
+def test_truncated_file(encoded: ccnn.EncodeResult, keep: int) -> None:
+    with pytest.raises(FormatError, match=r"truncated|corrupted"):
+        ccnn.decompress(encoded.data[:keep])
+
+
+def test_every_bit_flip_is_caught(encoded: ccnn.EncodeResult) -> None:
+    data = encoded.data
+    for position in range(0, len(data), max(1, len(data) // 200)):
+        for bit in (0, 5):
+            flipped = bytearray(data)
+            flipped[position] ^= 1 << bit
+            with pytest.raises(FormatError):
+                ccnn.decompress(bytes(flipped))
+
+
+def test_trailing_garbage(encoded: ccnn.EncodeResult) -> None:
+    with pytest.raises(FormatError, match="after the checksum"):
+        ccnn.decompress(encoded.data + b"\0")
+
+
+def test_unknown_version(encoded: ccnn.EncodeResult) -> None:
+    body = bytearray(encoded.data[:-4])
+    body[4] = 99
+    with pytest.raises(FormatError, match="version 99"):
+        ccnn.decompress(_with_crc(bytes(body)))
+
+
+def test_absurd_size_refused_before_allocating(encoded: ccnn.EncodeResult) -> None:
+    hostile = _rewrite_header(encoded.data, height=100000, width=100000)
+    with pytest.raises(LimitError, match="100000x100000"):
+        ccnn.read_info(hostile)
+    with pytest.raises(LimitError):
+        ccnn.decompress(hostile)
+
+
+def test_absurd_network_refused(encoded: ccnn.EncodeResult) -> None:
+    with pytest.raises(LimitError):
+        ccnn.decompress(_rewrite_header(encoded.data, latent_channels=0))
+    with pytest.raises(LimitError):
+        ccnn.decompress(_rewrite_header(encoded.data, channels=4))
+
+
+def test_large_but_valid_header_needing_huge_work_refused(encoded: ccnn.EncodeResult) -> None:
+    with pytest.raises(LimitError):
+        ccnn.decompress(_rewrite_header(encoded.data, height=8000, width=8000, latent_channels=255))

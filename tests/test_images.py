@@ -1,0 +1,44 @@
+"""Pixel modes: converted where nothing is lost, refused with a clear error otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ccnn.errors import ImageError
+from ccnn.imageio import load_image
+
+
+def _save(tmp_path, image: Image.Image, name: str):
+    path = tmp_path / name
+    image.save(path)
+    return path
+
+
+def test_modes(tmp_path) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    assert load_image(_save(tmp_path, Image.fromarray(rgb), "a.png")).shape == (10, 12, 3)
+    gray = Image.fromarray(rgb[:, :, 0])
+    assert load_image(_save(tmp_path, gray, "g.png")).shape == (10, 12, 1)
+    opaque = Image.fromarray(np.dstack([rgb, np.full((10, 12), 255, np.uint8)]), "RGBA")
+    assert np.array_equal(load_image(_save(tmp_path, opaque, "o.png")), rgb)
+    palette = Image.fromarray(rgb).convert("P")
+    assert load_image(_save(tmp_path, palette, "p.png")).shape == (10, 12, 3)
+
+
+def test_refusals(tmp_path) -> None:
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    transparent = Image.fromarray(np.dstack([rgb, np.full((4, 4), 7, np.uint8)]), "RGBA")
+    with pytest.raises(ImageError, match="transparency"):
+        load_image(_save(tmp_path, transparent, "t.png"))
+    deep = Image.fromarray(np.full((4, 4), 1000, np.uint16))
+    with pytest.raises(ImageError, match="not supported"):
+        load_image(_save(tmp_path, deep, "d.png"))
+    (tmp_path / "n.png").write_bytes(b"this is not an image")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(tmp_path / "n.png")
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="uint8"):
+        load_image(np.zeros((4, 4, 3), np.float32))

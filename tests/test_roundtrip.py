@@ -1,0 +1,76 @@
+"""End-to-end: real pixels in, a real .ccnn out, the same pixels back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ccnn
+from ccnn.config import make_config
+from ccnn.metrics import psnr
+from ccnn.model import CCNN
+
+from .conftest import kodak_crop
+
+
+def test_roundtrip_reaches_quality_floor(crop: np.ndarray, encoded: ccnn.EncodeResult) -> None:
+    decoded = ccnn.decompress(encoded.data)
+    assert decoded.shape == crop.shape and decoded.dtype == np.uint8
+    assert np.array_equal(decoded, encoded.decoded)
+    assert psnr(crop, decoded) == pytest.approx(encoded.psnr)
+    assert encoded.psnr > 15.0, "a short training should already restore the crop recognisably"
+    assert encoded.bpp == pytest.approx(8 * len(encoded.data) / (crop.shape[0] * crop.shape[1]))
+
+
+def test_info_breakdown_adds_up(encoded: ccnn.EncodeResult) -> None:
+    info = ccnn.read_info(encoded.data)
+    assert info.version == ccnn.FORMAT_VERSION
+    assert (info.width, info.height, info.channels) == (96, 64, 3)
+    assert info.total_bytes == len(encoded.data)
+    assert min(info.header_bytes, info.weight_bytes, info.entropy_bytes, info.latent_bytes) > 0
+
+
+@pytest.mark.parametrize("ratio,kernel", [(4, 10), (2, 10), (3, 7), (8, 5)])
+def test_paper_preset_shapes(ratio: int, kernel: int) -> None:
+    """The poster's layer: H/λ x W/λ x Dλ latent, and a restored image of the input's size."""
+    config = make_config("paper", ratio=ratio, kernel=kernel)
+    assert len(config.encoder) == 1 and len(config.decoder) == 1
+    model = CCNN(config, channels=3)
+    height, width = 8 * ratio, 12 * ratio
+    latent = model.analyse(torch.rand(1, 3, height, width))
+    assert latent.shape == (1, 3 * ratio, height // ratio, width // ratio)
+    assert model.encoder_weights[0].shape == (3 * ratio, 3, kernel, kernel)
+    assert model.restore(latent).shape == (1, 3, height, width)
+
+
+def test_paper_preset_roundtrip_grayscale() -> None:
+    gray = kodak_crop(8, height=40, width=52).mean(axis=2).astype(np.uint8)
+    result = ccnn.compress_image(gray, "paper", steps=40, seed=0)
+    info = ccnn.read_info(result.data)
+    assert info.channels == 1 and info.spec.latent_channels == 4  # D·λ with D=1, λ=4
+    assert info.spec.latent_mode == "uint8"
+    decoded = ccnn.decompress(result.data)
+    assert decoded.shape == (40, 52, 1)
+
+
+def test_odd_sizes_are_padded_and_cropped() -> None:
+    pixels = kodak_crop(1, height=37, width=53)
+    result = ccnn.compress_image(pixels, "fast", steps=20, seed=0)
+    assert ccnn.decompress(result.data).shape == (37, 53, 3)
+
+
+def test_api_accepts_path_pil_and_array(crop_png, crop: np.ndarray) -> None:
+    options = {"steps": 5, "seed": 3}
+    from_path = ccnn.compress(crop_png, "fast", **options)
+    with Image.open(crop_png) as image:
+        from_pil = ccnn.compress(image, "fast", **options)
+    from_array = ccnn.compress(crop, "fast", **options)
+    assert from_path == from_pil == from_array
+
+
+def test_same_seed_same_file(crop: np.ndarray) -> None:
+    first = ccnn.compress(crop, "fast", steps=15, seed=7)
+    second = ccnn.compress(crop, "fast", steps=15, seed=7)
+    assert first == second
