@@ -19,7 +19,7 @@ import torch
 from . import bitstream
 from .config import CodecConfig
 from .entropy import FactorizedLaplace, GroupModel, decode_groups, encode_groups, estimate_bits, weight_model
-from .fit import FitResult, ProgressCallback, fit, image_tensor
+from .fit import FitResult, ProgressCallback, fit
 from .metrics import bpp as bits_per_pixel
 from .metrics import psnr
 from .model import DecoderSpec, QuantizedTensor, restore_exact
@@ -81,9 +81,7 @@ def encode(
     result = fit(pixels, config, progress=progress, device=device)
     spec = DecoderSpec.from_config(config)
     with torch.no_grad():
-        latent = quantize_latent(
-            result.model.analyse(image_tensor(pixels, config.total_stride)), config.latent_mode
-        )
+        latent = quantize_latent(result.latent, config.latent_mode)
     _tune_entropy(result.entropy, latent)
     latent_models = result.entropy.group_models(latent)
     latent_data = encode_groups(list(latent), latent_models)

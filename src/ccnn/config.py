@@ -14,7 +14,7 @@ from .errors import ConfigError
 
 #: Rate-distortion trade-off per ``--quality`` level, in CompressAI's convention:
 #: loss = bpp + lambda * 255^2 * MSE. Level 1 gives the smallest files.
-QUALITY_LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.18)
+QUALITY_LAMBDAS: tuple[float, ...] = (0.0009, 0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
 MAX_QUALITY = len(QUALITY_LAMBDAS)
 
 
@@ -50,6 +50,9 @@ class CodecConfig:
     crop_size: int = 32
     crops_per_step: int = 16
     hard_rounding_fraction: float = 0.1
+    refine_share: float = 0.0
+    refine_learning_rate: float = 3e-3
+    refine_latent_lr: float = 2e-2
     seed: int = 0
     description: str = field(default="", compare=False)
 
@@ -100,27 +103,29 @@ def _rd(name: str, steps: int, seconds: float, description: str) -> CodecConfig:
     return CodecConfig(
         name=name,
         encoder=(
-            LayerSpec(48, 5, 2),
-            LayerSpec(48, 5, 2),
-            LayerSpec(48, 3, 2),
+            LayerSpec(24, 3, 2),
+            LayerSpec(24, 3, 2),
+            LayerSpec(24, 3, 2),
             LayerSpec(12, 3, 1),
         ),
         decoder=(
-            LayerSpec(24, 4, 2),
-            LayerSpec(12, 4, 2),
+            LayerSpec(16, 4, 2),
+            LayerSpec(8, 4, 2),
             LayerSpec(3, 4, 2),
         ),
         slope=0.1,
         steps=steps,
         seconds=seconds,
+        learning_rate=1e-2,
+        refine_share=0.5,
         description=description,
     )
 
 
 PRESETS: dict[str, CodecConfig] = {
     "paper": _paper(),
-    "fast": _rd("fast", steps=600, seconds=15.0, description="rate-distortion network, short training"),
-    "default": _rd("default", steps=4000, seconds=90.0, description="rate-distortion network"),
+    "fast": _rd("fast", steps=3000, seconds=15.0, description="rate-distortion network, short training"),
+    "default": _rd("default", steps=8000, seconds=60.0, description="rate-distortion network"),
 }
 
 
