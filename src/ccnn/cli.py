@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-f", "--force", action="store_true", help="overwrite the demo's earlier outputs")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
+
+    from .batch import add_batch_command
+
+    add_batch_command(commands)
     return parser
 
 

@@ -28,6 +28,12 @@ def check_writable(path: str | os.PathLike[str], force: bool, inputs: tuple[Path
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, force: bool = False) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory.
 
@@ -39,6 +45,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, force: bool = False)
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a new file gets the usual mode
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

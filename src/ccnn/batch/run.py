@@ -1,0 +1,408 @@
+"""Running a batch: find the inputs, decide what is left to do, run it, keep the manifest.
+
+Only this module's process writes into OUT_DIR. For each result it first appends the
+manifest row (with the output's SHA-256), then moves the output into place atomically; so a
+run stopped at any point leaves complete outputs only, each listed in the manifest, and a
+rerun verifies them by checksum and does the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from tqdm import tqdm
+
+from ..config import make_config
+from ..errors import CCNNError, ConfigError
+from ..files import write_atomic
+from .manifest import MANIFEST_NAME, Manifest, Row, read_manifest
+from .runners import import_ray, pool_results, ray_results, serial_results
+from .work import Outcome, Task
+
+COMPRESS = "compress"
+DECOMPRESS = "decompress"
+
+#: Lossless formats ``batch decompress`` writes (JPEG would lose what the codec kept).
+DECOMPRESS_FORMATS: tuple[str, ...] = ("png", "bmp", "tif", "tiff", "ppm", "webp")
+
+#: The compress_image arguments that decide the output (``device`` only decides where it runs).
+CODEC_OPTIONS: tuple[str, ...] = ("quality", "steps", "seconds", "seed", "ratio", "kernel", "slope")
+
+LOCK_NAME = ".ccnn-batch.lock"
+
+FailureReport = Callable[[str, str], None]
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did, for the closing line and for callers of :func:`run_batch`."""
+
+    mode: str
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    manifest: Path = field(default_factory=Path)
+    workers: str = ""
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_minute(self) -> float:
+        """Outputs made per minute of wall time (skipped ones do not count)."""
+        return 60.0 * self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        verb = "compressed" if self.mode == COMPRESS else "decompressed"
+        return (
+            f"{self.total} input{'s' if self.total != 1 else ''}: {self.done} {verb}, "
+            f"{self.skipped} skipped (already done), {self.failed} failed; "
+            f"{self.seconds:.1f} s on {self.workers}, {self.images_per_minute:.1f} images/min; "
+            f"manifest {self.manifest}"
+        )
+
+
+@dataclass
+class _Item:
+    name: str  # relative to IN_DIR, forward slashes
+    source: Path
+    output_name: str  # relative to OUT_DIR, forward slashes
+    target: Path
+    replace: bool = False
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def image_suffixes() -> frozenset[str]:
+    """File extensions (lower case, with the dot) of the image formats Pillow can open."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def find_inputs(in_dir: Path, suffixes: frozenset[str], exclude: Path | None = None) -> list[str]:
+    """Files under ``in_dir`` whose extension is in ``suffixes``, relative, sorted.
+
+    Hidden files and folders (names starting with a dot: temporary files, .git) and the folder
+    ``exclude`` (OUT_DIR when it lies inside IN_DIR) are skipped; symlinked folders are not
+    followed, so a link loop cannot make the walk endless.
+    """
+    found: list[str] = []
+    for root, dirs, files in os.walk(in_dir):
+        base = Path(root)
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (exclude is None or (base / d).resolve() != exclude)
+        )
+        for name in files:
+            if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
+                found.append((base / name).relative_to(in_dir).as_posix())
+    return sorted(found)
+
+
+def settings_fingerprint(preset: str, options: dict[str, Any]) -> str:
+    """A short fingerprint of the resolved codec settings (validating them on the way).
+
+    It is taken over the whole resolved configuration, so that ``--quality 4`` and the
+    preset's default quality 4 count as the same settings, and a preset whose definition
+    changed does not pass for the old one.
+    """
+    config = make_config(preset, channels=3, **{key: options.get(key) for key in CODEC_OPTIONS})
+    fields = dataclasses.asdict(config)
+    fields.pop("description", None)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(out_dir: Path) -> Iterator[None]:
+    """Hold OUT_DIR for this run, so that two batches cannot interleave writes and rows there."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one batch per folder is then up to the user
+        yield
+        return
+    with (out_dir / LOCK_NAME).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CCNNError(f"{out_dir}: another ccnn batch is writing there") from None
+        yield
+
+
+def _remove_stale_temporaries(out_dir: Path, targets: list[Path]) -> None:
+    """Delete what write_atomic leaves when a run is killed in the middle of a write.
+
+    write_atomic names its temporary ``.<name>.<random>.tmp`` beside ``<name>``; only those of
+    this batch's own outputs (and manifest) are removed, and only while the lock is held.
+    """
+    wanted = {(str(target.parent), target.name) for target in targets}
+    for root, _, files in os.walk(out_dir):
+        for name in files:
+            temporary = name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+            if temporary and (root, name[1:].rsplit(".", 2)[0]) in wanted:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(root, name))
+
+
+def _check(item: _Item, row: Row | None, settings: str) -> tuple[str, str]:
+    """The state of ``item``'s output, and why it cannot be kept.
+
+    ``missing``: not there, to be made. ``verified``: made by this batch from this input with
+    these settings, unchanged since: skipped. ``stale``: made by this batch, unchanged, but
+    from other settings or another version of the input (its row is still true about the
+    file). ``foreign``: not listed, or changed since it was listed. ``blocked``: not a file.
+    """
+    target = item.target
+    if not target.exists() and not target.is_symlink():
+        return "missing", ""
+    if not target.is_file():
+        return "blocked", f"output {item.output_name} is in the way and is not a file"
+    if row is None or row.get("status") != "ok" or row.get("output") != item.output_name:
+        return "foreign", f"output {item.output_name} exists but is not listed in the manifest"
+    if sha256_file(target) != row.get("sha256"):
+        return "foreign", f"output {item.output_name} changed since this batch wrote it"
+    if row.get("settings") != settings:
+        return "stale", f"output {item.output_name} was made with other settings"
+    if sha256_file(item.source) != row.get("input_sha256"):
+        return "stale", f"output {item.output_name} was made from another version of the input"
+    return "verified", ""
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def run_batch(
+    mode: str,
+    in_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    preset: str = "default",
+    options: dict[str, Any] | None = None,
+    image_format: str = "png",
+    jobs: int | None = None,
+    threads: int | None = None,
+    ray: bool | str = False,
+    force: bool = False,
+    progress: bool = False,
+    on_failure: FailureReport | None = None,
+) -> BatchSummary:
+    """Compress (``mode="compress"``) or decompress every input under ``in_dir`` into ``out_dir``.
+
+    ``options`` are :func:`ccnn.compress_image`'s keyword arguments (quality, steps, seconds,
+    seed, ratio, kernel, slope, device). Without ``ray`` the work runs on ``jobs`` local
+    processes (default: one per core, ``jobs=1`` runs in this process), each training with
+    ``threads`` torch threads (default: cores // jobs). ``ray=True`` runs one Ray task per
+    image on the cluster ``ray.init()`` finds or starts, a string is its ``address``
+    (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``); Ray tasks use ``threads`` CPUs
+    each (default 1). Outputs already made and verified by the manifest are skipped; other
+    existing files are replaced only with ``force``. Failures are recorded, reported through
+    ``on_failure(name, message)`` and counted; the batch always goes on.
+
+    Local workers start from a fork server or by ``spawn``, never by forking this process
+    (which has torch loaded), so, as with :mod:`multiprocessing`, a script that calls this
+    with ``jobs > 1`` must do so under ``if __name__ == "__main__":``.
+
+    Raises ConfigError for bad settings, RayMissingError when ``ray`` is asked for but not
+    installed, CCNNError when IN_DIR or OUT_DIR cannot be used, and KeyboardInterrupt
+    (after stopping the workers and saving the manifest) when interrupted.
+    """
+    if mode not in (COMPRESS, DECOMPRESS):
+        raise ConfigError(f"unknown batch mode {mode!r}")
+    options = dict(options or {})
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, not {jobs}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, not {threads}")
+    if ray is not False and jobs is not None:
+        raise ConfigError("--jobs sizes the local process pool; with --ray use --threads (CPUs per task)")
+    if mode == COMPRESS:
+        settings = settings_fingerprint(preset, options)
+        task_options = {"preset": preset, **options}
+        output_suffix = ".ccnn"
+        suffixes = image_suffixes() - {".ccnn"}
+    else:
+        if image_format not in DECOMPRESS_FORMATS:
+            choices = ", ".join(DECOMPRESS_FORMATS)
+            raise ConfigError(f"--format must be one of {choices}, not {image_format!r}")
+        settings = "decompress"
+        task_options = {}
+        output_suffix = f".{image_format}"
+        suffixes = frozenset({".ccnn"})
+    if ray is not False:
+        import_ray()  # fail early, with the install hint, before any work
+    cores = cpu_count()
+    if ray is False:
+        jobs = jobs or cores
+        threads = threads or max(1, cores // jobs)
+        workers = f"{jobs} local worker{'s' if jobs > 1 else ''} x {threads} torch thread"
+        workers += "s" if threads > 1 else ""
+    else:
+        threads = threads or 1
+        workers = f"Ray ({threads} CPU{'s' if threads > 1 else ''} per task)"
+
+    source_dir = Path(in_dir)
+    target_dir = Path(out_dir)
+    if not source_dir.is_dir():
+        raise CCNNError(f"{source_dir}: {'is not a folder' if source_dir.exists() else 'no such folder'}")
+    if target_dir.exists() and not target_dir.is_dir():
+        raise CCNNError(f"{target_dir}: is not a folder")
+    resolved_out = target_dir.resolve()
+    exclude = resolved_out if resolved_out != source_dir.resolve() else None
+    names = find_inputs(source_dir, suffixes, exclude)
+    if not names:
+        kinds = ".ccnn files" if mode == DECOMPRESS else "images"
+        raise CCNNError(f"{source_dir}: no {kinds} found")
+    target_dir.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    manifest_path = target_dir / MANIFEST_NAME
+    summary = BatchSummary(mode, total=len(names), manifest=manifest_path, workers=workers)
+    with _locked(target_dir):
+        old_rows = read_manifest(manifest_path)
+        rows = {name: old_rows[name] for name in names if name in old_rows}
+        items: list[_Item] = []
+        for name in names:
+            output_name = PurePosixPath(name).with_suffix(output_suffix).as_posix()
+            items.append(_Item(name, source_dir / name, output_name, target_dir / output_name))
+        by_output: dict[str, list[str]] = {}
+        for item in items:
+            by_output.setdefault(item.output_name, []).append(item.name)
+
+        refused: list[tuple[_Item, str, bool]] = []  # (item, message, keep its old row)
+        todo: list[_Item] = []
+        for item in items:
+            clash = by_output[item.output_name]
+            if len(clash) > 1:
+                others = ", ".join(n for n in clash if n != item.name)
+                refused.append((item, f"output {item.output_name} would also be made from {others}", False))
+                continue
+            row = rows.get(item.name)
+            state, reason = _check(item, row, settings)
+            if state == "verified":
+                summary.skipped += 1
+            elif state == "missing":
+                todo.append(item)
+            elif state in ("foreign", "stale") and force:
+                item.replace = True
+                todo.append(item)
+            else:
+                hint = "" if state == "blocked" else "; use -f to replace it"
+                # a stale row still describes the file on disk truly: keep it, report the refusal
+                refused.append((item, reason + hint, state == "stale"))
+        _remove_stale_temporaries(target_dir, [item.target for item in items] + [manifest_path])
+
+        manifest = Manifest(manifest_path, rows)
+        bar = tqdm(
+            total=len(names),
+            initial=summary.skipped,
+            desc=f"batch {mode}",
+            unit="image",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        input_digests: dict[str, str] = {}
+
+        def fail(item: _Item, message: str, record: bool = True) -> None:
+            summary.failed += 1
+            summary.failures.append((item.name, message))
+            if record:
+                manifest.record(
+                    {
+                        "input": item.name,
+                        "output": item.output_name,
+                        "status": "failed",
+                        "settings": settings,
+                        "input_sha256": input_digests.get(item.name, ""),
+                        "error": message,
+                    }
+                )
+            if on_failure is not None:
+                on_failure(item.name, message)
+            bar.update(1)
+            bar.set_postfix_str(f"{summary.failed} failed", refresh=False)
+
+        def tasks() -> Iterator[Task]:
+            for item in todo:
+                try:
+                    data = item.source.read_bytes()
+                except OSError as exc:
+                    fail(item, f"cannot read ({exc.strerror or exc})")
+                    continue
+                input_digests[item.name] = hashlib.sha256(data).hexdigest()
+                yield Task(mode, item.name, data, item.output_name, threads, task_options)
+
+        def finish(item: _Item, outcome: Outcome) -> None:
+            if not outcome.ok:
+                fail(item, outcome.error or "failed")
+                return
+            assert outcome.data is not None
+            row: Row = {
+                "input": item.name,
+                "output": item.output_name,
+                "status": "ok",
+                "bytes": str(len(outcome.data)),
+                "bpp": _fmt(outcome.bpp, 5),
+                "psnr": _fmt(outcome.psnr, 3),
+                "seconds": _fmt(outcome.seconds, 2),
+                "steps": "" if outcome.steps is None else str(outcome.steps),
+                "threads": str(outcome.threads),
+                "host": outcome.host,
+                "sha256": hashlib.sha256(outcome.data).hexdigest(),
+                "input_sha256": input_digests.get(item.name, ""),
+                "settings": settings,
+            }
+            manifest.record(row)  # the row first: an output on disk always has its row
+            try:
+                write_atomic(item.target, outcome.data, force=item.replace)
+            except (CCNNError, OSError) as exc:
+                message = (
+                    str(exc) if isinstance(exc, CCNNError) else f"cannot write {item.output_name}: {exc}"
+                )
+                fail(item, message)
+                return
+            summary.done += 1
+            bar.update(1)
+
+        by_name = {item.name: item for item in todo}
+        with manifest, contextlib.closing(bar):
+            for item, message, keep in refused:
+                fail(item, message, record=not keep)
+            if ray is False:
+                # fewer processes when fewer images are left; the threads per image stay as they
+                # were chosen for `jobs`, so that a resumed run gives the bytes a fresh one would
+                pool = min(jobs, len(todo))
+                runner = serial_results(tasks()) if pool <= 1 else pool_results(tasks(), pool)
+            else:
+                address = None if ray is True or ray == "" else str(ray)
+                runner = ray_results(tasks(), address, threads, options.get("device"))
+            with contextlib.closing(runner):
+                for task, outcome in runner:
+                    finish(by_name[task.name], outcome)
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,214 @@
+"""Where tasks run: in this process, on a local process pool, or as Ray tasks.
+
+Each runner takes an iterable of tasks, which it reads lazily so that only a bounded number
+of input files is held in memory, and yields ``(task, outcome)`` pairs in completion order.
+Runners never write files: the caller does, in one process, after recording the outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from types import ModuleType
+
+from ..errors import CCNNError
+from .work import Outcome, Task, run_task
+
+#: A task whose worker dies (killed, out of memory) is tried this many times in all.
+MAX_ATTEMPTS = 3
+
+#: Tasks queued per worker slot: enough to keep workers busy between results, few enough that
+#: a large collection is not read into memory at once.
+QUEUE_PER_SLOT = 2
+
+RAY_INSTALL_HINT = "--ray needs Ray, an optional extra: pip install 'ccnn[ray]'"
+
+Results = Iterator[tuple[Task, Outcome]]
+TaskFunction = Callable[[Task], Outcome]
+
+
+class RayMissingError(CCNNError):
+    """``--ray`` was asked for but Ray is not installed (a usage error: exit code 2)."""
+
+
+def serial_results(tasks: Iterable[Task], function: TaskFunction = run_task) -> Results:
+    """Run the tasks one after the other in this process (``--jobs 1``: no start-up cost)."""
+    for task in tasks:
+        yield task, function(task)
+
+
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group; only the parent handles it (by stopping the
+    # workers), so that a worker never dies half-way with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """How workers start: never a plain fork of this process, which has torch and threads loaded.
+
+    Where it exists, a fork server that has imported the codec once forks the workers (cheap
+    starts, even for many workers or a pool restarted after a death); elsewhere each worker is
+    a fresh interpreter (spawn) that imports torch itself.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _new_pool(jobs: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(jobs, mp_context=_context(), initializer=_worker_init)
+
+
+def _stop_pool(executor: ProcessPoolExecutor) -> None:
+    """Stop the workers now, even in the middle of a task (before Python 3.14 there is no public way)."""
+    terminate = getattr(executor, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
+def _died(task: Task, attempt: int, retry: deque[tuple[Task, int]]) -> Outcome | None:
+    """Queue ``task`` again after its worker died, or give up on it after MAX_ATTEMPTS."""
+    if attempt < MAX_ATTEMPTS:
+        retry.append((task, attempt + 1))
+        return None
+    tries = f"{MAX_ATTEMPTS} tries" if MAX_ATTEMPTS > 1 else "1 try"
+    return Outcome(None, error=f"its worker process died (killed, or out of memory?); {tries}")
+
+
+def pool_results(tasks: Iterable[Task], jobs: int, function: TaskFunction = run_task) -> Results:
+    """Run the tasks on ``jobs`` worker processes of this machine.
+
+    A worker that dies (killed, out of memory) breaks the whole pool; the tasks it held are
+    retried on a fresh pool, up to MAX_ATTEMPTS times each, and the batch goes on.
+    ``function`` (a module-level function, since workers import it by name) stands in for
+    :func:`run_task` in tests.
+    """
+    source = iter(tasks)
+    retry: deque[tuple[Task, int]] = deque()
+    pending: dict[Future[Outcome], tuple[Task, int]] = {}
+    executor = _new_pool(jobs)
+    finished = False
+    try:
+        while True:
+            while len(pending) < QUEUE_PER_SLOT * jobs:
+                if retry:
+                    task, attempt = retry.popleft()
+                elif (next_task := next(source, None)) is not None:
+                    task, attempt = next_task, 1
+                else:
+                    break
+                pending[executor.submit(function, task)] = (task, attempt)
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            results: list[tuple[Task, Outcome]] = []
+            broken = False
+            for future in done:
+                task, attempt = pending.pop(future)
+                try:
+                    results.append((task, future.result()))
+                except BrokenProcessPool:
+                    broken = True
+                    if (outcome := _died(task, attempt, retry)) is not None:
+                        results.append((task, outcome))
+                except Exception as exc:  # e.g. a result that cannot travel back
+                    results.append((task, Outcome(None, error=f"worker error: {type(exc).__name__}: {exc}")))
+            if broken:
+                # every task still in the dead pool went down with it
+                for task, attempt in pending.values():
+                    if (outcome := _died(task, attempt, retry)) is not None:
+                        results.append((task, outcome))
+                pending.clear()
+                _stop_pool(executor)
+                executor = _new_pool(jobs)
+            yield from results
+        finished = True
+    finally:
+        if finished:
+            executor.shutdown(wait=True)
+        else:
+            _stop_pool(executor)
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or :class:`RayMissingError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayMissingError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+def ray_results(tasks: Iterable[Task], address: str | None, threads: int, device: str | None) -> Results:
+    """Run one Ray task per image on the cluster at ``address`` (``None``: Ray's default choice).
+
+    Each task asks for ``threads`` CPUs and, where the cluster has GPUs and ``device`` allows
+    them, one GPU. Where no GPU is requested the task trains on the CPU even if its node has
+    one, so that its bytes are those of a local CPU run. A Ray instance this function started
+    is shut down at the end; one that was already running (``ray.init`` by the caller) is
+    left alone.
+    """
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = f" at {address}" if address else ""
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CCNNError(f"cannot start or reach Ray{where}: {first}") from None
+        started = True
+    pending: dict[object, Task] = {}
+    try:
+        resources = ray.cluster_resources()
+        gpus = resources.get("GPU", 0) > 0 and device not in ("cpu",)
+        remote = ray.remote(run_task).options(
+            num_cpus=threads, num_gpus=1 if gpus else 0, max_retries=MAX_ATTEMPTS - 1
+        )
+        limit = QUEUE_PER_SLOT * max(1, int(resources.get("CPU", 1) // threads))
+        source = iter(tasks)
+        while True:
+            while len(pending) < limit and (task := next(source, None)) is not None:
+                if not gpus and task.options.get("device") in (None, "auto"):
+                    task = dataclasses.replace(task, options={**task.options, "device": "cpu"})
+                pending[remote.remote(task)] = task
+            if not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                task = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    lines = str(exc).strip().splitlines()
+                    detail = lines[0] if lines else type(exc).__name__
+                    outcome = Outcome(None, error=f"Ray task failed: {type(exc).__name__}: {detail}")
+                yield task, outcome
+    finally:
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
