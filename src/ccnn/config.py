@@ -106,10 +106,10 @@ def _rd(name: str, steps: int, seconds: float, description: str) -> CodecConfig:
             LayerSpec(24, 3, 2),
             LayerSpec(24, 3, 2),
             LayerSpec(24, 3, 2),
-            LayerSpec(12, 3, 1),
+            LayerSpec(8, 3, 1),
         ),
         decoder=(
-            LayerSpec(16, 4, 2),
+            LayerSpec(8, 4, 2),
             LayerSpec(8, 4, 2),
             LayerSpec(3, 4, 2),
         ),
