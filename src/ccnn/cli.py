@@ -242,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     from .batch import add_batch_command
+    from .bench.cli import add_bench_commands
 
+    add_bench_commands(commands)
     add_batch_command(commands)
     return parser
 

@@ -1,38 +1,483 @@
-"""Classical codecs behind one interface, for comparisons at equal file size.
+"""Classical codecs (and ccnn itself) behind one interface, for comparisons at equal file size.
 
 Each codec encodes uint8 H x W x C pixels at a quality setting into the bytes of a real file
 and decodes those bytes back, so sizes and PSNRs are those of the files a user would get.
+A codec says which library and settings it uses (:meth:`Codec.settings`), which library
+versions (:meth:`Codec.versions`), and whether its library is installed
+(:meth:`Codec.missing`); everything that can change its output goes into :meth:`Codec.key`,
+the part of the benchmark's cache key that names the codec.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-from dataclasses import dataclass
+import itertools
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
 from ..imageio import to_pil
 from ..metrics import psnr
 
+Quality = float
+
+
+def _pil_decode(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        array = np.asarray(image.convert("L" if image.mode == "L" else "RGB"))
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _pillow_version(feature: str) -> str:
+    import PIL
+
+    return f"Pillow {PIL.__version__}, {feature} {features.version(feature) or '?'}"
+
+
+def _rgb(pixels: np.ndarray) -> np.ndarray:
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+
 
 @dataclass(frozen=True)
-class JpegCodec:
+class Codec:
+    """The interface of every codec of the benchmark (subclasses fill it in).
+
+    ``qualities`` are the codec's own settings, swept in order: JPEG/WebP/HEIF/AVIF quality,
+    JPEG 2000 target bpp, JPEG XL distance, ccnn ``--quality`` (or λ for ``--preset paper``).
+    ``threads`` is how many threads the codec's library may use; it changes timings, not files.
+    """
+
+    name: str = "codec"
+    label: str = "codec"
+    qualities: tuple[Quality, ...] = ()
+    threads: int = 1
+
+    #: What the quality values are, as written in the settings ("quality", "distance", ...).
+    sweep: str = "quality"
+
+    def options(self) -> str:
+        """Library and encoder settings, without the quality sweep."""
+        raise NotImplementedError
+
+    def settings(self) -> str:
+        """Library, encoder settings and the quality sweep, as written in the report."""
+        return f"{self.options()}, {self.sweep} {_span(self)}"
+
+    def versions(self) -> str:
+        """Versions of the libraries that make the files."""
+        raise NotImplementedError
+
+    def missing(self) -> str | None:
+        """Why this codec cannot run here (a library is not installed), or None when it can."""
+        return None
+
+    def key(self, quality: Quality) -> dict[str, Any]:
+        """Everything that decides the file this codec makes at ``quality``, except the image.
+
+        The quality range itself is left out, so adding points to a sweep keeps the others.
+        """
+        return {
+            "codec": self.name,
+            "settings": self.options(),
+            "versions": self.versions(),
+            "quality": float(quality),
+        }
+
+    def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> np.ndarray:
+        raise NotImplementedError
+
+    def quality_label(self, quality: Quality) -> str:
+        """How a quality setting is written in tables, e.g. ``q=50``."""
+        return f"q={quality:g}"
+
+
+@dataclass(frozen=True)
+class JpegCodec(Codec):
     """JPEG through Pillow (libjpeg-turbo): 4:2:0 chroma subsampling, optimized Huffman tables."""
 
     name: str = "jpeg"
-    settings: str = "Pillow/libjpeg-turbo, 4:2:0, optimize=True"
-    qualities: tuple[int, ...] = tuple(range(2, 96))
+    label: str = "JPEG"
+    qualities: tuple[Quality, ...] = tuple(range(2, 96))
+    subsampling: str = "4:2:0"
 
-    def encode(self, pixels: np.ndarray, quality: int) -> bytes:
+    def options(self) -> str:
+        return f"Pillow/libjpeg-turbo, {self.subsampling}, optimize=True, baseline"
+
+    def versions(self) -> str:
+        return _pillow_version("jpg")
+
+    def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
         buffer = io.BytesIO()
-        to_pil(pixels).save(buffer, format="JPEG", quality=int(quality), subsampling="4:2:0", optimize=True)
+        to_pil(pixels).save(
+            buffer, format="JPEG", quality=int(quality), subsampling=self.subsampling, optimize=True
+        )
         return buffer.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
-        with Image.open(io.BytesIO(data)) as image:
-            array = np.asarray(image.convert("L" if image.mode == "L" else "RGB"))
+        return _pil_decode(data)
+
+
+@dataclass(frozen=True)
+class WebpCodec(Codec):
+    """Lossy WebP through Pillow (libwebp), method 6 (slowest, best)."""
+
+    name: str = "webp"
+    label: str = "WebP"
+    qualities: tuple[Quality, ...] = tuple(range(0, 101, 5))
+
+    def options(self) -> str:
+        return "Pillow/libwebp, lossy (4:2:0), method=6"
+
+    def versions(self) -> str:
+        return _pillow_version("webp")
+
+    def missing(self) -> str | None:
+        return None if features.check("webp") else "Pillow was built without WebP"
+
+    def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
+        buffer = io.BytesIO()
+        to_pil(pixels).save(buffer, format="WEBP", quality=int(quality), method=6)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return _pil_decode(data)
+
+
+@dataclass(frozen=True)
+class Jpeg2000Codec(Codec):
+    """JPEG 2000 through Pillow (OpenJPEG): 9/7 wavelet, colour transform, a rate target per point."""
+
+    name: str = "jpeg2000"
+    label: str = "JPEG 2000"
+    qualities: tuple[Quality, ...] = (
+        0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0,
+    )  # fmt: skip
+
+    sweep: str = "target bpp"
+
+    def options(self) -> str:
+        return (
+            "Pillow/OpenJPEG, J2K codestream, irreversible=True (9/7 wavelet), mct=1 (ICT colour "
+            "transform), quality_mode='rates', one layer of ratio 24/bpp"
+        )
+
+    def versions(self) -> str:
+        return _pillow_version("jpg_2000")
+
+    def missing(self) -> str | None:
+        return None if features.check("jpg_2000") else "Pillow was built without OpenJPEG"
+
+    def quality_label(self, quality: Quality) -> str:
+        return f"{quality:g} bpp target"
+
+    def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
+        buffer = io.BytesIO()
+        to_pil(_rgb(pixels)).save(
+            buffer,
+            format="JPEG2000",
+            irreversible=True,
+            mct=1,
+            quality_mode="rates",
+            quality_layers=[24.0 / float(quality)],
+            no_jp2=True,
+        )
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return _pil_decode(data)
+
+
+@dataclass(frozen=True)
+class HeifCodec(Codec):
+    """HEIF (HEVC intra, x265) through pillow-heif, full-resolution chroma (4:4:4)."""
+
+    name: str = "heif"
+    label: str = "HEIF"
+    qualities: tuple[Quality, ...] = tuple(range(0, 91, 5))
+
+    def options(self) -> str:
+        return "pillow-heif/libheif/x265, chroma=444, 8-bit"
+
+    def versions(self) -> str:
+        try:
+            import pillow_heif
+        except ImportError:
+            return "pillow-heif not installed"
+        info = pillow_heif.libheif_info()
+        return f"pillow-heif {pillow_heif.__version__}, libheif {info['libheif']}, {info['HEIF']}"
+
+    def missing(self) -> str | None:
+        try:
+            import pillow_heif
+        except ImportError:
+            return "pillow-heif is not installed (pip install 'ccnn[bench]')"
+        return None if pillow_heif.libheif_info().get("HEIF") else "libheif has no HEVC encoder"
+
+    def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
+        import pillow_heif
+
+        buffer = io.BytesIO()
+        pillow_heif.from_pillow(to_pil(_rgb(pixels))).save(
+            buffer,
+            quality=int(quality),
+            chroma=444,
+            enc_params={"x265:pools": str(self.threads), "x265:frame-threads": "1"},
+        )
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        import pillow_heif
+
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+        return np.asarray(heif)[:, :, :3]
+
+
+@dataclass(frozen=True)
+class AvifCodec(Codec):
+    """AVIF (AV1 intra, libaom) through Pillow's libavif, 4:4:4."""
+
+    name: str = "avif"
+    label: str = "AVIF"
+    qualities: tuple[Quality, ...] = tuple(range(0, 96, 5))
+    speed: int = 6
+    #: libaom's tuning; libavif's own default for aom is "ssim", which costs about 5 points of
+    #: BD-rate in PSNR on Kodak. This benchmark measures PSNR, so it tunes for PSNR.
+    tune: str = "psnr"
+
+    def options(self) -> str:
+        return (
+            f"Pillow/libavif/libaom, subsampling=4:4:4, speed={self.speed}, tune={self.tune} "
+            "(advanced codec option), 8-bit"
+        )
+
+    def versions(self) -> str:
+        try:
+            from PIL import _avif
+
+            return f"{_pillow_version('avif')}, {_avif.codec_versions()}"
+        except ImportError:
+            return "Pillow without AVIF"
+
+    def missing(self) -> str | None:
+        try:
+            from PIL import _avif
+        except ImportError:
+            return "Pillow was built without AVIF (Pillow 11.3+ wheels have it)"
+        if not _avif.encoder_codec_available("aom"):
+            return "Pillow's libavif has no libaom encoder"
+        return None
+
+    def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
+        buffer = io.BytesIO()
+        to_pil(_rgb(pixels)).save(
+            buffer,
+            format="AVIF",
+            quality=int(quality),
+            subsampling="4:4:4",
+            speed=self.speed,
+            codec="aom",
+            max_threads=self.threads,
+            advanced={"tune": self.tune},
+        )
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        from PIL import AvifImagePlugin
+
+        AvifImagePlugin.DEFAULT_MAX_THREADS = self.threads
+        return _pil_decode(data)
+
+
+@dataclass(frozen=True)
+class JpegXlCodec(Codec):
+    """JPEG XL (libjxl) through imagecodecs, VarDCT at a Butteraugli distance per point, effort 7."""
+
+    name: str = "jpegxl"
+    label: str = "JPEG XL"
+    qualities: tuple[Quality, ...] = (
+        25.0, 20.0, 15.0, 12.0, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0,
+        2.5, 2.0, 1.5, 1.2, 1.0, 0.8, 0.6, 0.5, 0.4, 0.3,
+    )  # fmt: skip
+    effort: int = 7
+
+    sweep: str = "distance"
+
+    def options(self) -> str:
+        return f"imagecodecs/libjxl, lossy VarDCT, effort={self.effort}, bare codestream"
+
+    def versions(self) -> str:
+        try:
+            import imagecodecs
+        except ImportError:
+            return "imagecodecs not installed"
+        return f"imagecodecs {imagecodecs.__version__}, libjxl {imagecodecs.jpegxl_version()}"
+
+    def missing(self) -> str | None:
+        try:
+            import imagecodecs
+        except ImportError:
+            return "imagecodecs is not installed (pip install 'ccnn[bench]')"
+        return None if imagecodecs.JPEGXL.available else "imagecodecs was built without JPEG XL"
+
+    def quality_label(self, quality: Quality) -> str:
+        return f"d={quality:g}"
+
+    def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
+        import imagecodecs
+
+        array = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+        return bytes(
+            imagecodecs.jpegxl_encode(
+                np.ascontiguousarray(array),
+                distance=float(quality),
+                effort=self.effort,
+                numthreads=self.threads,
+            )
+        )
+
+    def decode(self, data: bytes) -> np.ndarray:
+        import imagecodecs
+
+        array = np.asarray(imagecodecs.jpegxl_decode(data, numthreads=self.threads))
         return array[:, :, None] if array.ndim == 2 else array
+
+
+def _code_fingerprint() -> str:
+    """A hash of the encoder's source (config to codec), so results of changed code are not reused."""
+    digest = hashlib.sha256()
+    package = resources.files("ccnn")
+    for name in (
+        "config.py", "model.py", "fit.py", "quantize.py",
+        "entropy.py", "bitstream.py", "codec.py", "imageio.py",
+    ):  # fmt: skip
+        entry = package / name
+        if entry.is_file():
+            digest.update(name.encode())
+            digest.update(entry.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CcnnCodec(Codec):
+    """ccnn itself through the public API: per-image training, then the whole .ccnn file.
+
+    The quality is ``--quality`` (1 to ``MAX_QUALITY``), or the poster's λ for ``--preset paper``.
+    Its encode time includes training; ``steps``/``seconds`` override the preset's budget.
+    """
+
+    name: str = "ccnn"
+    label: str = "ccnn"
+    qualities: tuple[Quality, ...] = ()
+    preset: str = "default"
+    steps: int | None = None
+    seconds: float | None = None
+    seed: int | None = None
+    kernel: int | None = None
+    slope: float | None = None
+    device: str | None = None
+    fingerprint: str = field(default_factory=_code_fingerprint)
+
+    def __post_init__(self) -> None:
+        if not self.qualities:
+            from .. import MAX_QUALITY
+
+            default = (2, 4, 6, 8, 12, 16) if self.preset == "paper" else tuple(range(1, MAX_QUALITY + 1))
+            object.__setattr__(self, "qualities", default)
+        if self.preset == "paper":
+            object.__setattr__(self, "sweep", "λ (ratio)")
+
+    def _options(self, quality: Quality) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "seed": self.seed,
+            "kernel": self.kernel,
+            "slope": self.slope,
+        }
+        if self.preset == "paper":
+            options["ratio"] = int(quality)
+        else:
+            options["quality"] = int(quality)
+        return options
+
+    def config(self, quality: Quality) -> Any:
+        """The resolved :class:`ccnn.CodecConfig` of one quality point (range-checks the options)."""
+        from .. import make_config
+
+        return make_config(self.preset, **self._options(quality))
+
+    def options(self) -> str:
+        budget = []
+        if self.steps is not None:
+            budget.append(f"steps={self.steps}")
+        if self.seconds is not None:
+            budget.append(f"seconds={self.seconds:g}")
+        for name in ("seed", "kernel", "slope"):
+            if getattr(self, name) is not None:
+                budget.append(f"{name}={getattr(self, name)}")
+        extra = ", " + ", ".join(budget) if budget else " (the preset's training budget)"
+        return f"ccnn --preset {self.preset}{extra}, whole .ccnn file"
+
+    def versions(self) -> str:
+        from .. import FORMAT_VERSION, __version__
+
+        return f"ccnn {__version__}, format {FORMAT_VERSION}, code {self.fingerprint}"
+
+    def key(self, quality: Quality) -> dict[str, Any]:
+        import dataclasses
+
+        return {
+            **super().key(quality),
+            "preset": self.preset,
+            "config": repr(dataclasses.asdict(self.config(quality))),
+            "device": self.device or "auto",
+        }
+
+    def quality_label(self, quality: Quality) -> str:
+        return f"λ={quality:g}" if self.preset == "paper" else f"q={quality:g}"
+
+    def encode_full(self, pixels: np.ndarray, quality: Quality) -> Any:
+        """The :class:`ccnn.EncodeResult` of one point (training included)."""
+        from .. import compress_image
+
+        return compress_image(pixels, self.preset, device=self.device, **self._options(quality))
+
+    def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
+        return self.encode_full(pixels, quality).data
+
+    def decode(self, data: bytes) -> np.ndarray:
+        from .. import decompress
+
+        return decompress(data)
+
+
+#: The codecs ``ccnn bench`` knows, in the order they are reported.
+CODEC_NAMES: tuple[str, ...] = ("ccnn", "jpeg", "webp", "jpeg2000", "heif", "avif", "jpegxl")
+CLASSICAL: dict[str, type[Codec]] = {
+    "jpeg": JpegCodec,
+    "webp": WebpCodec,
+    "jpeg2000": Jpeg2000Codec,
+    "heif": HeifCodec,
+    "avif": AvifCodec,
+    "jpegxl": JpegXlCodec,
+}
+
+
+def _span(codec: Codec) -> str:
+    values = list(codec.qualities)
+    if len(values) > 3:
+        steps = {round(b - a, 9) for a, b in itertools.pairwise(values)}
+        if len(steps) == 1:
+            return f"{values[0]:g} to {values[-1]:g} step {steps.pop():g} ({len(values)} points)"
+    return ", ".join(f"{v:g}" for v in values)
 
 
 @dataclass(frozen=True)
@@ -45,7 +490,7 @@ class SizeMatch:
     nearest_decoded: np.ndarray
 
 
-def psnr_at_size(codec: JpegCodec, pixels: np.ndarray, target_bytes: int) -> SizeMatch:
+def psnr_at_size(codec: Codec, pixels: np.ndarray, target_bytes: int) -> SizeMatch:
     """PSNR of ``codec`` at ``target_bytes``, linearly interpolated between the two qualities
     whose files bracket that size (clamped at the ends of the quality range)."""
     points = []
@@ -63,3 +508,10 @@ def psnr_at_size(codec: JpegCodec, pixels: np.ndarray, target_bytes: int) -> Siz
         nearest_quality=nearest[2],
         nearest_decoded=nearest[3],
     )
+
+
+def timed(function: Any, *args: Any) -> tuple[Any, float]:
+    """``function(*args)`` and the seconds it took."""
+    start = time.perf_counter()
+    value = function(*args)
+    return value, time.perf_counter() - start
