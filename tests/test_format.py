@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
 import pytest
 
 import ccnn
@@ -83,3 +84,10 @@ def test_absurd_network_refused(encoded: ccnn.EncodeResult) -> None:
 def test_large_but_valid_header_needing_huge_work_refused(encoded: ccnn.EncodeResult) -> None:
     with pytest.raises(LimitError):
         ccnn.decompress(_rewrite_header(encoded.data, height=8000, width=8000, latent_channels=255))
+
+
+def test_encoder_refuses_a_network_the_decoder_would_refuse_before_training() -> None:
+    """35x35 filters at stride 2 on a 768x512 image exceed the decoder's work limit: say so at once."""
+    pixels = np.zeros((512, 768, 3), dtype=np.uint8)
+    with pytest.raises(LimitError, match="working values"):
+        ccnn.compress(pixels, "paper", ratio=2, kernel=35, steps=1)

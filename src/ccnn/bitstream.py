@@ -253,12 +253,16 @@ def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
         latent_mode=LATENT_MODES[mode],
         output_activation=bool(flags & 1),
     )
-    _check_work(spec, height, width)
+    check_decodable(spec, height, width)
     return height, width, channels, spec
 
 
-def _check_work(spec: DecoderSpec, height: int, width: int) -> None:
-    """Refuse networks whose weights or intermediate arrays would be unreasonably large."""
+def check_decodable(spec: DecoderSpec, height: int, width: int) -> None:
+    """Refuse networks whose weights or intermediate arrays would be unreasonably large.
+
+    The reader calls it before allocating anything; the encoder calls it before training, so
+    that a network the decoder would refuse is refused in seconds, not after minutes of work.
+    """
     params = sum(int(np.prod(shape)) for shape in spec.parameter_shapes())
     if params > MAX_DECODER_PARAMETERS:
         raise LimitError(

@@ -78,6 +78,7 @@ def encode(
     """Compress uint8 H x W x C ``pixels`` into the bytes of a .ccnn file."""
     start = time.perf_counter()
     height, width, channels = pixels.shape
+    bitstream.check_decodable(DecoderSpec.from_config(config), height, width)
     result = fit(pixels, config, progress=progress, device=device)
     spec = DecoderSpec.from_config(config)
     with torch.no_grad():
