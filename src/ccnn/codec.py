@@ -78,11 +78,10 @@ def encode(
     """Compress uint8 H x W x C ``pixels`` into the bytes of a .ccnn file."""
     start = time.perf_counter()
     height, width, channels = pixels.shape
-    bitstream.check_decodable(DecoderSpec.from_config(config), height, width)
-    result = fit(pixels, config, progress=progress, device=device)
     spec = DecoderSpec.from_config(config)
-    with torch.no_grad():
-        latent = quantize_latent(result.latent, config.latent_mode)
+    bitstream.check_decodable(spec, height, width)
+    result = fit(pixels, config, progress=progress, device=device)
+    latent = quantize_latent(result.latent, config.latent_mode)
     _tune_entropy(result.entropy, latent)
     latent_models = result.entropy.group_models(latent)
     latent_data = encode_groups(list(latent), latent_models)

@@ -93,31 +93,23 @@ def quantize_for_training(
 
 
 def rd_loss(
-    model: CCNN, entropy: FactorizedLaplace, x: torch.Tensor, config: CodecConfig, hard: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, mse, bpp) of a batch: bpp + lambda * 255^2 * MSE."""
-    latent = model.analyse(x)
-    restored_in, rate_in = quantize_for_training(latent, config, hard)
-    restored = model.restore(restored_in)
-    mse = torch.mean((restored - x) ** 2)
-    bpp = entropy.bits(rate_in) / (x.shape[0] * x.shape[-2] * x.shape[-1])
-    return bpp + config.rate_lambda * 255.0**2 * mse, mse, bpp
-
-
-def latent_rd_loss(
     model: CCNN,
     entropy: FactorizedLaplace,
     latent: torch.Tensor,
     target: torch.Tensor,
     config: CodecConfig,
     hard: bool,
-) -> torch.Tensor:
-    """bpp + lambda * 255^2 * MSE of a free latent restored into ``target``'s size (refine phase)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, mse, bpp) of ``latent`` restored against ``target``: bpp + lambda * 255^2 * MSE.
+
+    The crop phase passes the compressing network's latent of a batch of crops, the refine
+    phase the free whole-image latent.
+    """
     restored_in, rate_in = quantize_for_training(latent, config, hard)
     restored = model.restore(restored_in)
     mse = torch.mean((restored - target) ** 2)
-    bpp = entropy.bits(rate_in) / (target.shape[-2] * target.shape[-1])
-    return bpp + config.rate_lambda * 255.0**2 * mse
+    bpp = entropy.bits(rate_in) / (target.shape[0] * target.shape[-2] * target.shape[-1])
+    return bpp + config.rate_lambda * 255.0**2 * mse, mse, bpp
 
 
 def _crop_batch(x: torch.Tensor, size: int, count: int, rng: np.random.Generator) -> torch.Tensor:
@@ -262,7 +254,7 @@ def fit(
             report(f"{phase}, hard rounding" if hard else phase)
 
     def crop_loss(batch: torch.Tensor, hard: bool) -> torch.Tensor:
-        return rd_loss(model, entropy, batch, config, hard)[0]
+        return rd_loss(model, entropy, model.analyse(batch), batch, config, hard)[0]
 
     evaluate()
     report("start")
@@ -290,7 +282,7 @@ def fit(
         rates = [config.refine_latent_lr] + [config.refine_learning_rate] * (len(refine_params) - 1)
 
         def refine_loss(target: torch.Tensor, hard: bool) -> torch.Tensor:
-            return latent_rd_loss(model, entropy, latent_param, target, config, hard)
+            return rd_loss(model, entropy, latent_param, target, config, hard)[0]
 
         run_phase(
             "refine",

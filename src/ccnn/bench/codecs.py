@@ -27,6 +27,13 @@ from ..metrics import psnr
 Quality = float
 
 
+def _pil_encode(image: Image.Image, format: str, **options: Any) -> bytes:
+    """The bytes of ``image`` saved by Pillow as ``format`` with the encoder ``options``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
 def _pil_decode(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as image:
         array = np.asarray(image.convert("L" if image.mode == "L" else "RGB"))
@@ -115,11 +122,9 @@ class JpegCodec(Codec):
         return _pillow_version("jpg")
 
     def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
-        buffer = io.BytesIO()
-        to_pil(pixels).save(
-            buffer, format="JPEG", quality=int(quality), subsampling=self.subsampling, optimize=True
+        return _pil_encode(
+            to_pil(pixels), "JPEG", quality=int(quality), subsampling=self.subsampling, optimize=True
         )
-        return buffer.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
         return _pil_decode(data)
@@ -143,9 +148,7 @@ class WebpCodec(Codec):
         return None if features.check("webp") else "Pillow was built without WebP"
 
     def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
-        buffer = io.BytesIO()
-        to_pil(pixels).save(buffer, format="WEBP", quality=int(quality), method=6)
-        return buffer.getvalue()
+        return _pil_encode(to_pil(pixels), "WEBP", quality=int(quality), method=6)
 
     def decode(self, data: bytes) -> np.ndarray:
         return _pil_decode(data)
@@ -179,17 +182,15 @@ class Jpeg2000Codec(Codec):
         return f"{quality:g} bpp target"
 
     def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
-        buffer = io.BytesIO()
-        to_pil(_rgb(pixels)).save(
-            buffer,
-            format="JPEG2000",
+        return _pil_encode(
+            to_pil(_rgb(pixels)),
+            "JPEG2000",
             irreversible=True,
             mct=1,
             quality_mode="rates",
             quality_layers=[24.0 / float(quality)],
             no_jp2=True,
         )
-        return buffer.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
         return _pil_decode(data)
@@ -276,10 +277,9 @@ class AvifCodec(Codec):
         return None
 
     def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
-        buffer = io.BytesIO()
-        to_pil(_rgb(pixels)).save(
-            buffer,
-            format="AVIF",
+        return _pil_encode(
+            to_pil(_rgb(pixels)),
+            "AVIF",
             quality=int(quality),
             subsampling="4:4:4",
             speed=self.speed,
@@ -287,7 +287,6 @@ class AvifCodec(Codec):
             max_threads=self.threads,
             advanced={"tune": self.tune},
         )
-        return buffer.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
         from PIL import AvifImagePlugin
@@ -496,17 +495,17 @@ def psnr_at_size(codec: Codec, pixels: np.ndarray, target_bytes: int) -> SizeMat
     points = []
     for quality in codec.qualities:
         data = codec.encode(pixels, quality)
-        decoded = codec.decode(data)
-        points.append((len(data), psnr(pixels, decoded), quality, decoded))
+        points.append((len(data), psnr(pixels, codec.decode(data)), quality))
     points.sort(key=lambda p: p[0])
     sizes = np.array([p[0] for p in points], dtype=np.float64)
     psnrs = np.array([p[1] for p in points], dtype=np.float64)
-    nearest = min(points, key=lambda p: abs(p[0] - target_bytes))
+    nearest_bytes, _, nearest_quality = min(points, key=lambda p: abs(p[0] - target_bytes))
+    # only the nearest file is kept: decode it again rather than hold every quality's pixels
     return SizeMatch(
         psnr=float(np.interp(target_bytes, sizes, psnrs)),
-        nearest_bytes=nearest[0],
-        nearest_quality=nearest[2],
-        nearest_decoded=nearest[3],
+        nearest_bytes=nearest_bytes,
+        nearest_quality=nearest_quality,
+        nearest_decoded=codec.decode(codec.encode(pixels, nearest_quality)),
     )
 
 
