@@ -91,3 +91,32 @@ def test_encoder_refuses_a_network_the_decoder_would_refuse_before_training() ->
     pixels = np.zeros((512, 768, 3), dtype=np.uint8)
     with pytest.raises(LimitError, match="working values"):
         ccnn.compress(pixels, "paper", ratio=2, kernel=35, steps=1)
+
+
+def test_encoded_file_uses_spatial_context(encoded: ccnn.EncodeResult) -> None:
+    contents = bitstream.unpack(encoded.data)
+    assert contents.spec.latent_context
+    assert contents.latent_context is not None
+    assert contents.latent_context.shape == (contents.spec.latent_channels, 6)
+
+
+def test_version_1_file_is_read() -> None:
+    """A file without spatial context, stamped version 1, decodes to the same pixels."""
+    pixels = np.random.default_rng(1).integers(0, 256, size=(16, 24, 3), dtype=np.uint8)
+    data = ccnn.compress_image(pixels, preset="paper", steps=5).data
+    assert not bitstream.unpack(data).spec.latent_context
+    body = bytearray(data[:-4])
+    body[4] = 1
+    assert np.array_equal(ccnn.decompress(_with_crc(bytes(body))), ccnn.decompress(data))
+
+
+def test_context_flag_in_version_1_refused(encoded: ccnn.EncodeResult) -> None:
+    body = bytearray(encoded.data[:-4])
+    body[4] = 1
+    with pytest.raises(FormatError, match="version 1"):
+        ccnn.decompress(_with_crc(bytes(body)))
+
+
+def test_context_flag_on_byte_latent_refused(encoded: ccnn.EncodeResult) -> None:
+    with pytest.raises(FormatError, match="byte latent"):
+        ccnn.decompress(_rewrite_header(encoded.data, mode=0))

@@ -61,6 +61,7 @@ def compress_image(
     config = make_config(
         preset,
         channels=pixels.shape[2],
+        pixels=pixels.shape[0] * pixels.shape[1],
         quality=quality,
         steps=steps,
         seconds=seconds,

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import LayerSpec
-from .entropy import GroupModel
+from .entropy import CONTEXT_PARAMETERS, GroupModel
 from .errors import FormatError, LimitError
 from .imageio import MAX_PIXELS, MAX_SIDE
 from .model import DecoderSpec
 
 MAGIC = b"CCNN"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this reader decodes: version 1 is version 2 without the spatial-context flag.
+READABLE_VERSIONS = (1, 2)
 
 SECTION_WEIGHTS = 1
 SECTION_ENTROPY = 2
@@ -40,6 +42,10 @@ SECTION_NAMES = {
 }
 
 LATENT_MODES = ("uint8", "integer")
+
+#: Header flag bits.
+FLAG_OUTPUT_ACTIVATION = 1
+FLAG_LATENT_CONTEXT = 2
 
 #: Limits a header must respect; anything outside is refused before decoding starts.
 MAX_LAYERS = 16
@@ -70,6 +76,7 @@ class CCNNFile:
     weight_models: tuple[GroupModel, ...]
     weight_data: bytes
     latent_models: tuple[GroupModel, ...]
+    latent_context: np.ndarray | None
     latent_data: bytes
 
     @property
@@ -117,6 +124,7 @@ class FileInfo:
             "latent_mode": self.spec.latent_mode,
             "latent_channels": self.spec.latent_channels,
             "latent_stride": self.spec.latent_stride,
+            "spatial_context": self.spec.latent_context,
             "slope": self.spec.slope,
             "restoring_layers": [
                 {"channels": s.channels, "kernel": s.kernel, "stride": s.stride} for s in self.spec.layers
@@ -140,7 +148,9 @@ def _pack_group(model: GroupModel) -> bytes:
 def pack(contents: CCNNFile) -> bytes:
     """Serialise ``contents`` into the bytes of a .ccnn file."""
     spec = contents.spec
-    flags = 1 if spec.output_activation else 0
+    flags = (FLAG_OUTPUT_ACTIVATION if spec.output_activation else 0) | (
+        FLAG_LATENT_CONTEXT if spec.latent_context else 0
+    )
     header = _FIXED.pack(
         contents.height,
         contents.width,
@@ -159,6 +169,9 @@ def pack(contents: CCNNFile) -> bytes:
         + contents.weight_data
     )
     entropy = b"".join(_pack_group(model) for model in contents.latent_models)
+    if spec.latent_context:
+        assert contents.latent_context is not None
+        entropy += np.asarray(contents.latent_context, dtype="<f2").tobytes()
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
     for tag, payload in (
         (SECTION_WEIGHTS, weights),
@@ -181,8 +194,11 @@ def _split(data: bytes) -> tuple[int, bytes, dict[int, bytes]]:
     magic, version, header_len = _PREFIX.unpack_from(data, 0)
     if magic != MAGIC:
         raise FormatError("not a ccnn file (bad magic)")
-    if version != FORMAT_VERSION:
-        raise FormatError(f"unsupported format version {version} (this ccnn reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(
+            f"unsupported format version {version} (this ccnn reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
+        )
     offset = _PREFIX.size + header_len
     if offset > len(data):
         raise FormatError("file is truncated (incomplete header)")
@@ -222,8 +238,10 @@ def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
         raise LimitError(f"header claims {channels} channels (1 or 3 are supported)")
     if mode >= len(LATENT_MODES):
         raise LimitError(f"header names unknown latent mode {mode}")
-    if flags & ~1:
+    if flags & ~(FLAG_OUTPUT_ACTIVATION | FLAG_LATENT_CONTEXT):
         raise LimitError(f"header has unknown flags {flags:#x}")
+    if flags & FLAG_LATENT_CONTEXT and LATENT_MODES[mode] != "integer":
+        raise FormatError("file is corrupted (spatial context on a byte latent)")
     if not (np.isfinite(slope) and 0.0 <= slope <= 1.0):
         raise LimitError(f"header claims Leaky ReLU slope {slope} (0..1 allowed)")
     if not 1 <= latent_channels <= MAX_LAYER_CHANNELS:
@@ -251,7 +269,8 @@ def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
         latent_stride=total_stride,
         slope=float(slope),
         latent_mode=LATENT_MODES[mode],
-        output_activation=bool(flags & 1),
+        output_activation=bool(flags & FLAG_OUTPUT_ACTIVATION),
+        latent_context=bool(flags & FLAG_LATENT_CONTEXT),
     )
     check_decodable(spec, height, width)
     return height, width, channels, spec
@@ -306,8 +325,10 @@ def _parse_groups(
 
 def unpack(data: bytes) -> CCNNFile:
     """Parse and validate a .ccnn file (no network runs, nothing large is allocated)."""
-    _, header, sections = _split(data)
+    version, header, sections = _split(data)
     height, width, channels, spec = _parse_header(header)
+    if version < 2 and spec.latent_context:
+        raise FormatError("file is corrupted (spatial context flag in a version 1 file)")
     n_tensors = 2 * len(spec.layers)
     exponents, weight_models, weight_data = _parse_groups(
         sections[SECTION_WEIGHTS], n_tensors, "weights", True
@@ -315,6 +336,15 @@ def unpack(data: bytes) -> CCNNFile:
     _, latent_models, rest = _parse_groups(
         sections[SECTION_ENTROPY], spec.latent_channels, "entropy model", False
     )
+    context = None
+    if spec.latent_context:
+        size = spec.latent_channels * CONTEXT_PARAMETERS * 2
+        if len(rest) < size:
+            raise FormatError("file is corrupted (entropy model section too short)")
+        context = np.frombuffer(rest[:size], dtype="<f2").astype(np.float64).reshape(-1, CONTEXT_PARAMETERS)
+        if not np.all(np.isfinite(context)):
+            raise FormatError("file is corrupted (invalid context model parameters)")
+        rest = rest[size:]
     if rest:
         raise FormatError("file is corrupted (entropy model section too long)")
     if spec.latent_mode == "uint8" and any(m.lo < 0 or m.hi > 255 for m in latent_models):
@@ -328,6 +358,7 @@ def unpack(data: bytes) -> CCNNFile:
         weight_models=tuple(weight_models),
         weight_data=weight_data,
         latent_models=tuple(latent_models),
+        latent_context=context,
         latent_data=sections[SECTION_LATENT],
     )
 

@@ -175,7 +175,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"image         {info.width}x{info.height}, {info.channels} channel{'s' if info.channels > 1 else ''}"
     )
     print(
-        f"latent        {spec.latent_channels} channels at stride {spec.latent_stride} ({spec.latent_mode})"
+        f"latent        {spec.latent_channels} channels at stride {spec.latent_stride} ({spec.latent_mode}"
+        f"{', spatial context' if spec.latent_context else ''})"
     )
     print(f"restoring     {layers}; Leaky ReLU slope {spec.slope:g}; {info.decoder_parameters} parameters")
     for name, size in (

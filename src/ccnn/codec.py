@@ -18,7 +18,16 @@ import torch
 
 from . import bitstream
 from .config import CodecConfig
-from .entropy import FactorizedLaplace, GroupModel, decode_groups, encode_groups, estimate_bits, weight_model
+from .entropy import (
+    GroupModel,
+    LatentEntropyModel,
+    decode_groups,
+    decode_latent,
+    encode_groups,
+    encode_latent,
+    estimate_bits,
+    weight_model,
+)
 from .fit import FitResult, ProgressCallback, fit
 from .metrics import bpp as bits_per_pixel
 from .metrics import psnr
@@ -44,8 +53,8 @@ class EncodeResult:
     encode_seconds: float
 
 
-def _tune_entropy(entropy: FactorizedLaplace, latent: np.ndarray, steps: int = 150) -> None:
-    """Fit the per-channel Laplace models to the actual integer latent (cheap: 2 numbers per channel)."""
+def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 150) -> None:
+    """Fit the entropy model to the actual integer latent (cheap: at most 8 numbers per channel)."""
     symbols = torch.from_numpy(latent.astype(np.float32))[None]
     optimizer = torch.optim.Adam(entropy.parameters(), lr=0.05)
     for _ in range(steps):
@@ -84,7 +93,8 @@ def encode(
     latent = quantize_latent(result.latent, config.latent_mode)
     _tune_entropy(result.entropy, latent)
     latent_models = result.entropy.group_models(latent)
-    latent_data = encode_groups(list(latent), latent_models)
+    latent_context = result.entropy.stored_context()
+    latent_data = encode_latent(latent, latent_models, latent_context)
 
     best: tuple[float, list[QuantizedTensor], list[GroupModel]] | None = None
     for precision in WEIGHT_PRECISIONS:
@@ -108,6 +118,7 @@ def encode(
         weight_models=tuple(weight_models),
         weight_data=weight_data,
         latent_models=tuple(latent_models),
+        latent_context=latent_context,
         latent_data=latent_data,
     )
     data = bitstream.pack(contents)
@@ -134,10 +145,9 @@ def decode(data: bytes) -> np.ndarray:
         QuantizedTensor(ints=values.reshape(shape), exponent=exponent)
         for values, shape, exponent in zip(ints, shapes, contents.weight_exponents)
     ]
-    latent_shape = contents.latent_shape
-    plane = latent_shape[1] * latent_shape[2]
-    channels = decode_groups(contents.latent_data, [plane] * latent_shape[0], list(contents.latent_models))
-    latent = np.stack([c.reshape(latent_shape[1:]) for c in channels])
+    latent = decode_latent(
+        contents.latent_data, contents.latent_shape, list(contents.latent_models), contents.latent_context
+    )
     with torch.inference_mode():
         pixels = restore_exact(spec, tensors, latent)
     return _crop(pixels, contents.height, contents.width)

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import CodecConfig
-from .entropy import FactorizedLaplace
-from .model import CCNN
+from .entropy import LatentEntropyModel
+from .model import CCNN, DecoderSpec
 from .quantize import add_noise, round_ste, saturate_byte
 
 #: Whole-image evaluations (best-state tracking, divergence checks, progress PSNR) come every
@@ -53,7 +53,7 @@ class FitResult:
     """The trained networks, ready for quantization and coding."""
 
     model: CCNN
-    entropy: FactorizedLaplace
+    entropy: LatentEntropyModel
     latent: torch.Tensor
     steps: int
     seconds: float
@@ -94,7 +94,7 @@ def quantize_for_training(
 
 def rd_loss(
     model: CCNN,
-    entropy: FactorizedLaplace,
+    entropy: LatentEntropyModel,
     latent: torch.Tensor,
     target: torch.Tensor,
     config: CodecConfig,
@@ -142,8 +142,10 @@ def fit(
     height, width, channels = pixels.shape
     x_full = image_tensor(pixels, stride).to(dev)
     model = CCNN(config, channels).to(dev)
-    entropy = FactorizedLaplace(
-        config.latent_channels, initial_scale=8.0 if config.latent_mode == "uint8" else 1.0
+    entropy = LatentEntropyModel(
+        config.latent_channels,
+        initial_scale=8.0 if config.latent_mode == "uint8" else 1.0,
+        context=DecoderSpec.from_config(config).latent_context,
     ).to(dev)
 
     padded = min(x_full.shape[-2], x_full.shape[-1])

@@ -134,6 +134,7 @@ class DecoderSpec:
     slope: float
     latent_mode: str
     output_activation: bool
+    latent_context: bool = False
 
     @classmethod
     def from_config(cls, config: CodecConfig) -> DecoderSpec:
@@ -144,6 +145,7 @@ class DecoderSpec:
             slope=float(np.float16(config.slope)),
             latent_mode=config.latent_mode,
             output_activation=config.output_activation,
+            latent_context=config.spatial_context and config.latent_mode == "integer",
         )
 
     def parameter_shapes(self) -> list[tuple[int, ...]]:
