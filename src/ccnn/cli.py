@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -270,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("ccnn: error: out of memory", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader of our output went away (`ccnn info f.ccnn | head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

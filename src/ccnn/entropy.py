@@ -153,7 +153,6 @@ class LatentEntropyModel(nn.Module):
         super().__init__()
         self.location = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.full((channels,), float(np.log(initial_scale))))
-        self.context = context
         # (channel, pattern, [w, a, b]); starts as "no context": w = 0, scale 2**a = initial
         start = torch.zeros(channels, 2, 3)
         start[:, :, 1] = float(np.log2(initial_scale))

@@ -9,7 +9,7 @@ import json
 import math
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class Curve:
     encode_seconds: list[float]
     decode_seconds: list[float]
     incomplete: list[str]
+    #: Mean share of the file that is not latent (header, weights, entropy model), where known.
+    side_share: list[float | None] = field(default_factory=list)
 
     @property
     def ms_ssim_db(self) -> list[float | None]:
@@ -57,7 +59,7 @@ def averaged_curves(outcome: Outcome) -> dict[str, Curve]:
     """
     curves = {}
     for codec in outcome.codecs:
-        columns: dict[str, list[Any]] = {k: [] for k in ("q", "bpp", "psnr", "ms", "enc", "dec")}
+        columns: dict[str, list[Any]] = {k: [] for k in ("q", "bpp", "psnr", "ms", "enc", "dec", "side")}
         incomplete = []
         for quality in codec.qualities:
             records = [outcome.records.get((codec.name, image.name, quality)) for image in outcome.images]
@@ -73,6 +75,8 @@ def averaged_curves(outcome: Outcome) -> dict[str, Curve]:
             columns["ms"].append(_mean([r["ms_ssim"] for r in records]))
             columns["enc"].append(_mean([r["encode_seconds"] for r in records]))
             columns["dec"].append(_mean([r["decode_seconds"] for r in records]))
+            side = [1 - r["latent_bytes"] / r["bytes"] if r.get("latent_bytes") else None for r in records]
+            columns["side"].append(_mean(side))
         curves[codec.name] = Curve(
             codec,
             columns["q"],
@@ -82,6 +86,7 @@ def averaged_curves(outcome: Outcome) -> dict[str, Curve]:
             columns["enc"],
             columns["dec"],
             incomplete,
+            columns["side"],
         )
     return curves
 
@@ -276,13 +281,23 @@ def write_report(
         add("")
         add(f"### {curve.codec.label}")
         add("")
-        add("| setting | bpp | PSNR-RGB (dB) | MS-SSIM-RGB | encode (s) | decode (s) |")
-        add("|---|---:|---:|---:|---:|---:|")
+        shares = any(v is not None for v in curve.side_share)
+        add(
+            "| setting | bpp | PSNR-RGB (dB) | MS-SSIM-RGB | encode (s) | decode (s) |"
+            + (" not latent |" if shares else "")
+        )
+        add("|---|---:|---:|---:|---:|---:|" + ("---:|" if shares else ""))
         for i, quality in enumerate(curve.quality):
+            share = f" {_fmt(curve.side_share[i], '.1%')} |" if shares else ""
             add(
                 f"| {curve.codec.quality_label(quality)} | {curve.bpp[i]:.4f} | {curve.psnr[i]:.2f} "
                 f"| {_fmt(curve.ms_ssim[i], '.5f')} | {curve.encode_seconds[i]:.3f} "
-                f"| {curve.decode_seconds[i]:.4f} |"
+                f"| {curve.decode_seconds[i]:.4f} |{share}"
+            )
+        if shares:
+            add("")
+            add(
+                "*not latent*: header, decoder weights and entropy model (share of the file, mean of images)."
             )
     text = "\n".join(lines) + "\n"
     write_atomic(path, text.encode(), force=True)
