@@ -74,34 +74,47 @@ def frequency_table(model: GroupModel) -> np.ndarray:
     return np.maximum(scaled, 1.0)
 
 
+def _categorical(model: GroupModel) -> constriction.stream.model.Categorical:
+    return constriction.stream.model.Categorical(frequency_table(model), perfect=False)
+
+
+def _stream_bytes(encoder: constriction.stream.queue.RangeEncoder) -> bytes:
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def _range_decoder(data: bytes) -> constriction.stream.queue.RangeDecoder:
+    if len(data) % 4:
+        raise FormatError("entropy-coded section has a length that is not a multiple of 4")
+    return constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+
+
+def _corrupt(exc: Exception) -> FormatError:
+    """constriction reports corrupt data as a generic error; this is the one we raise instead."""
+    return FormatError(f"entropy-coded data is corrupt ({exc})")
+
+
 def encode_groups(groups: list[np.ndarray], models: list[GroupModel]) -> bytes:
     """Range-code each integer array with its model, all into one stream."""
     encoder = constriction.stream.queue.RangeEncoder()
     for symbols, model in zip(groups, models):
         if model.hi == model.lo or symbols.size == 0:
             continue
-        table = frequency_table(model)
-        categorical = constriction.stream.model.Categorical(table, perfect=False)
-        encoder.encode((symbols.reshape(-1) - model.lo).astype(np.int32), categorical)
-    return encoder.get_compressed().astype("<u4").tobytes()
+        encoder.encode((symbols.reshape(-1) - model.lo).astype(np.int32), _categorical(model))
+    return _stream_bytes(encoder)
 
 
 def decode_groups(data: bytes, sizes: list[int], models: list[GroupModel]) -> list[np.ndarray]:
     """Inverse of :func:`encode_groups`, given each group's symbol count."""
-    if len(data) % 4:
-        raise FormatError("entropy-coded section has a length that is not a multiple of 4")
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
+    decoder = _range_decoder(data)
     out: list[np.ndarray] = []
     for size, model in zip(sizes, models):
         if model.hi == model.lo or size == 0:
             out.append(np.full(size, model.lo, dtype=np.int32))
             continue
-        categorical = constriction.stream.model.Categorical(frequency_table(model), perfect=False)
         try:
-            symbols = decoder.decode(categorical, size)
-        except Exception as exc:  # constriction reports corrupt data as a generic error
-            raise FormatError(f"entropy-coded data is corrupt ({exc})") from None
+            symbols = decoder.decode(_categorical(model), size)
+        except Exception as exc:
+            raise _corrupt(exc) from None
         out.append(np.asarray(symbols, dtype=np.int32) + model.lo)
     return out
 
@@ -273,7 +286,7 @@ def encode_latent(latent: np.ndarray, models: list[GroupModel], context: np.ndar
         return encode_groups(list(latent), models)
     encoder = constriction.stream.queue.RangeEncoder()
     _code_phases(latent, models, context, encoder, decoding=False)
-    return encoder.get_compressed().astype("<u4").tobytes()
+    return _stream_bytes(encoder)
 
 
 def decode_latent(
@@ -284,16 +297,14 @@ def decode_latent(
     if context is None:
         planes = decode_groups(data, [height * width] * channels, models)
         return np.stack([p.reshape(height, width) for p in planes])
-    if len(data) % 4:
-        raise FormatError("entropy-coded section has a length that is not a multiple of 4")
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+    decoder = _range_decoder(data)
     latent = np.zeros(shape, dtype=np.int32)
     try:
         _code_phases(latent, models, context, decoder, decoding=True)
     except FormatError:
         raise
-    except Exception as exc:  # constriction reports corrupt data as a generic error
-        raise FormatError(f"entropy-coded data is corrupt ({exc})") from None
+    except Exception as exc:
+        raise _corrupt(exc) from None
     return latent
 
 
@@ -315,7 +326,7 @@ def _code_phases(
                     plane[rows, cols] = model.lo
                 continue
             if phase == 0:
-                categorical = constriction.stream.model.Categorical(frequency_table(model), perfect=False)
+                categorical = _categorical(model)
                 if decoding:
                     decoded = np.asarray(coder.decode(categorical, rows.size), dtype=np.int32)
                     plane[rows, cols] = decoded + model.lo
