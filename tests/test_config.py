@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ccnn.config import make_config
+from ccnn.metrics import block_mean_psnr
+
+from .conftest import kodak_crop
 
 
 def test_networks_grow_with_quality_and_image_size() -> None:
@@ -16,3 +21,19 @@ def test_networks_grow_with_quality_and_image_size() -> None:
     assert latent(8, pixels=16 * 16) == latent(1)
     assert make_config("default", quality=8, channels=1).decoder[-1].channels == 1
     assert make_config("fast", quality=8).decoder == make_config("default", quality=1).decoder
+
+
+def test_detailed_images_get_the_fine_network_at_middle_qualities() -> None:
+    detailed = block_mean_psnr(kodak_crop(8, 0, 0, 512, 768))
+    smooth = block_mean_psnr(kodak_crop(3, 0, 0, 512, 768))
+    assert detailed < 18.0 and smooth > 25.0
+    flat = np.full((64, 64, 3), 90, dtype=np.uint8)
+    assert block_mean_psnr(flat) == float("inf") and block_mean_psnr(flat[:4, :4]) == float("inf")
+
+    def stride(quality: int, block_psnr: float | None, preset: str = "default") -> int:
+        return make_config(preset, quality=quality, pixels=768 * 512, block_psnr=block_psnr).total_stride
+
+    assert [stride(q, detailed) for q in range(1, 9)] == [8, 8, 8, 4, 4, 4, 4, 4]
+    assert [stride(q, smooth) for q in range(1, 9)] == [8, 8, 8, 8, 8, 4, 4, 4]
+    assert [stride(q, None) for q in range(1, 9)] == [stride(q, smooth) for q in range(1, 9)]
+    assert {stride(q, detailed, "fast") for q in range(1, 9)} == {8}

@@ -16,6 +16,7 @@ from .config import MAX_QUALITY, PRESETS, CodecConfig, make_config
 from .errors import CCNNError, ConfigError, FormatError, ImageError, LimitError, OutputExistsError
 from .fit import Progress, ProgressCallback
 from .imageio import ImageLike, load_image
+from .metrics import block_mean_psnr
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ def compress_image(
         preset,
         channels=pixels.shape[2],
         pixels=pixels.shape[0] * pixels.shape[1],
+        block_psnr=block_mean_psnr(pixels),
         quality=quality,
         steps=steps,
         seconds=seconds,

@@ -101,56 +101,75 @@ def _paper(ratio: int = 4, kernel: int = 10, slope: float = 0.1, channels: int =
     )
 
 
-#: The rate-distortion presets' networks, by the lowest quality level each serves. The network
-#: grows with quality: at low rates its weights are a large share of a small file; at high rates
-#: a stride-8 latent cannot turn more bits into quality. Measured on kodim01, 08, 15 and 23
-#: (60 s, 1 thread each, two at a time; PSNR against JPEG at the same file size):
-#: at quality 5, 8 latent channels gave +0.15 dB at 0.38 bpp, 12 channels +0.56 dB at 0.51 bpp;
-#: at quality 8, 16 channels at stride 8 flattened at 31.7 dB (-1.09 dB at 1.10 bpp, even with
-#: λ = 0.25) where 12 channels at stride 4 reached 36.2 dB (+0.87 dB at 1.72 bpp).
-#: The ``fast`` preset keeps the smallest network at every quality: in 15 s the larger ones get
-#: too few steps (Kodak-24 with these tiers at 15 s: BD-rate +23.0% against JPEG, 29.8 dB at
-#: 0.95 bpp for quality 6).
-RD_NETWORKS: tuple[tuple[int, tuple[LayerSpec, ...], tuple[LayerSpec, ...]], ...] = (
-    (
-        1,
+#: The rate-distortion presets' networks by name: (compressing layers, restoring layers).
+#: ``small`` and ``medium`` have a latent at stride 8 (8 and 12 channels, 2.4k and 5.5k decoder
+#: parameters), ``fine`` one at stride 4 (12 channels, 5.8k parameters).
+RD_NETWORKS: dict[str, tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]]] = {
+    "small": (
         (LayerSpec(24, 3, 2), LayerSpec(24, 3, 2), LayerSpec(24, 3, 2), LayerSpec(8, 3, 1)),
         (LayerSpec(8, 4, 2), LayerSpec(8, 4, 2), LayerSpec(3, 4, 2)),
     ),
-    (
-        4,
+    "medium": (
         (LayerSpec(24, 3, 2), LayerSpec(24, 3, 2), LayerSpec(24, 3, 2), LayerSpec(12, 3, 1)),
         (LayerSpec(16, 4, 2), LayerSpec(8, 4, 2), LayerSpec(3, 4, 2)),
     ),
-    (
-        6,
+    "fine": (
         (LayerSpec(32, 3, 2), LayerSpec(32, 3, 2), LayerSpec(12, 3, 1)),
         (LayerSpec(24, 4, 2), LayerSpec(3, 4, 2)),
     ),
-)
+}
 
+#: Which network each preset uses, by the lowest quality level it serves: (first quality,
+#: network for a smooth image, network for a detailed one). The network grows with quality: at
+#: low rates its weights are a large share of a small file; at high rates a stride-8 latent
+#: cannot turn more bits into quality. Between the two, the image decides. Measured with 60 s
+#: of training, 1 thread each, two at a time, as PSNR against JPEG at the same file size:
+#:
+#: - quality 8, mean of kodim01/08/15/23: ``medium`` with 16 channels flattened at 31.7 dB
+#:   (-1.09 dB at 1.10 bpp, even with λ = 0.25) where ``fine`` reached 36.2 dB (+0.87 dB).
+#: - quality 4-5, ``fine`` against ``medium``: detailed kodim01 and 08 +1.92 and +2.22 dB
+#:   (``medium`` +0.78 and +0.35), smooth kodim15 and 23 -0.20 and -0.52 dB (``medium`` +0.64
+#:   and +0.47); kodim06, 11, 14 and 19, between the two (block-mean PSNR 21.6-22.5 dB), tie
+#:   (+0.80 dB both on average).
+#: - quality 3: ``small`` beats ``fine`` on all but the most detailed images (kodim06/11/14/19:
+#:   +1.5/+1.0/+1.4/+1.5 dB against +0.7/+0.2/+1.3/+0.4 dB).
+#:
+#: The ``fast`` preset keeps the smallest network at every quality: in its short training the
+#: larger ones get too few steps (Kodak-24 with growing networks at 15 s: BD-rate +23.0%
+#: against JPEG).
+PRESET_NETWORKS: dict[str, tuple[tuple[int, str, str], ...]] = {
+    "fast": ((1, "small", "small"),),
+    "default": ((1, "small", "small"), (4, "medium", "fine"), (6, "fine", "fine")),
+}
+
+#: An image whose :func:`ccnn.metrics.block_mean_psnr` (8x8 blocks) is below this is detailed.
+#: On Kodak: kodim08, 13, 05, 01 and 24 (17.0-21.0 dB); the tie above starts at 21.6 dB.
+DETAIL_THRESHOLD_DB = 21.5
 
 #: The image size the networks above were chosen for (Kodak, 768x512).
 NETWORK_REFERENCE_PIXELS = 768 * 512
 
 
-#: How many of :data:`RD_NETWORKS` (from the smallest) each rate-distortion preset uses.
-PRESET_NETWORKS = {"fast": 1, "default": len(RD_NETWORKS)}
-
-
 def rd_network(
-    quality: int, channels: int = 3, pixels: int | None = None, preset: str = "default"
+    quality: int,
+    channels: int = 3,
+    pixels: int | None = None,
+    preset: str = "default",
+    block_psnr: float | None = None,
 ) -> tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]]:
     """(compressing, restoring) layers of the rate-distortion preset ``preset`` at ``quality``.
 
+    ``block_psnr`` is the image's :func:`ccnn.metrics.block_mean_psnr`; below
+    :data:`DETAIL_THRESHOLD_DB` the image counts as detailed (unknown counts as smooth).
     The weights travel in the file, so a smaller image gets the network of a lower quality:
     one level down per halving of the pixel count below :data:`NETWORK_REFERENCE_PIXELS`
     (the 256x192 sample at quality 4 gets quality 1's network).
     """
     if pixels is not None and pixels < NETWORK_REFERENCE_PIXELS:
         quality = max(1, quality - round(math.log2(NETWORK_REFERENCE_PIXELS / max(pixels, 1))))
-    networks = RD_NETWORKS[: PRESET_NETWORKS[preset]]
-    encoder, decoder = next((e, d) for first, e, d in reversed(networks) if quality >= first)
+    detailed = block_psnr is not None and block_psnr < DETAIL_THRESHOLD_DB
+    _, smooth, detail = next(tier for tier in reversed(PRESET_NETWORKS[preset]) if quality >= tier[0])
+    encoder, decoder = RD_NETWORKS[detail if detailed else smooth]
     last = decoder[-1]
     return encoder, (*decoder[:-1], LayerSpec(channels, last.kernel, last.stride))
 
@@ -173,8 +192,8 @@ def _rd(name: str, steps: int, seconds: float, description: str) -> CodecConfig:
 
 PRESETS: dict[str, CodecConfig] = {
     "paper": _paper(),
-    "fast": _rd("fast", steps=3000, seconds=15.0, description="rate-distortion network, short training"),
-    "default": _rd("default", steps=8000, seconds=60.0, description="rate-distortion network"),
+    "fast": _rd("fast", steps=3000, seconds=13.5, description="rate-distortion network, short training"),
+    "default": _rd("default", steps=12000, seconds=90.0, description="rate-distortion network"),
 }
 
 
@@ -190,11 +209,13 @@ def make_config(
     kernel: int | None = None,
     slope: float | None = None,
     pixels: int | None = None,
+    block_psnr: float | None = None,
 ) -> CodecConfig:
     """The preset ``preset`` for an image of ``channels`` channels, with the given overrides.
 
-    ``pixels`` (height x width), when known, lets the rate-distortion presets pick a network
-    that suits the image's size (see :func:`rd_network`).
+    ``pixels`` (height x width) and ``block_psnr`` (:func:`ccnn.metrics.block_mean_psnr`),
+    when known, let the rate-distortion presets pick a network that suits the image's size and
+    detail (see :func:`rd_network`).
 
     ``ratio`` and ``kernel`` are the poster's λ and k and apply to ``paper`` only; ``slope``
     (the Leaky ReLU's ε) applies to every preset.
@@ -228,7 +249,7 @@ def make_config(
             raise ConfigError("--ratio and --kernel apply to --preset paper only")
         config = PRESETS[preset]
         level = config.quality if quality is None else quality
-        encoder, decoder = rd_network(level, channels, pixels, preset)
+        encoder, decoder = rd_network(level, channels, pixels, preset, block_psnr)
         config = dataclasses.replace(config, encoder=encoder, decoder=decoder)
         if slope is not None:
             config = dataclasses.replace(config, slope=slope)

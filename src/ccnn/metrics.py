@@ -104,3 +104,22 @@ def ms_ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0) 
             value = ((2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs_map).mean(axis=(1, 2))
         result *= np.maximum(value, 0.0) ** weight
     return float(result.mean())
+
+
+def block_mean_psnr(pixels: np.ndarray, block: int = 8) -> float:
+    """PSNR of ``pixels`` against its own ``block`` x ``block`` block means (uint8 H x W x C).
+
+    A measure of how much of the image lies in detail finer than a latent at stride ``block``
+    can hold: a low value (Kodak's kodim08: 17 dB) marks a detailed image, a high one (kodim03:
+    26 dB) a smooth one. The rate-distortion presets choose their network by it
+    (:func:`ccnn.config.rd_network`). Sides that are not a multiple of ``block`` are cropped;
+    an image smaller than one block counts as smooth (``inf``).
+    """
+    height, width = pixels.shape[0] // block * block, pixels.shape[1] // block * block
+    if height == 0 or width == 0:
+        return math.inf
+    values = pixels[:height, :width].astype(np.float64)
+    values = values.reshape(height // block, block, width // block, block, -1)
+    means = values.mean(axis=(1, 3), keepdims=True)
+    error = float(np.mean((values - means) ** 2))
+    return math.inf if error == 0.0 else 10.0 * math.log10(255.0**2 / error)

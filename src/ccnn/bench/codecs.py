@@ -350,12 +350,13 @@ class JpegXlCodec(Codec):
 
 
 def _code_fingerprint() -> str:
-    """A hash of the encoder's source (config to codec), so results of changed code are not reused."""
+    """A hash of the encoder's source (config to codec, and the image measures and entry point
+    that choose the network), so results of changed code are not reused."""
     digest = hashlib.sha256()
     package = resources.files("ccnn")
     for name in (
         "config.py", "model.py", "fit.py", "quantize.py",
-        "entropy.py", "bitstream.py", "codec.py", "imageio.py",
+        "entropy.py", "bitstream.py", "codec.py", "imageio.py", "metrics.py", "__init__.py",
     ):  # fmt: skip
         entry = package / name
         if entry.is_file():
