@@ -21,7 +21,11 @@ def mse(reference: np.ndarray, test: np.ndarray) -> float:
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
     """PSNR in dB of two uint8 images; ``inf`` when they are identical."""
-    error = mse(reference, test)
+    return psnr_from_mse(mse(reference, test))
+
+
+def psnr_from_mse(error: float) -> float:
+    """PSNR in dB of a mean squared error in 8-bit units; ``inf`` for no error."""
     if error == 0.0:
         return math.inf
     return 10.0 * math.log10(255.0**2 / error)
@@ -113,13 +117,16 @@ def block_mean_psnr(pixels: np.ndarray, block: int = 8) -> float:
     can hold: a low value (Kodak's kodim08: 17 dB) marks a detailed image, a high one (kodim03:
     26 dB) a smooth one. The rate-distortion presets choose their network by it
     (:func:`ccnn.config.rd_network`). Sides that are not a multiple of ``block`` are cropped;
-    an image smaller than one block counts as smooth (``inf``).
+    an image smaller than one block counts as smooth (``inf``). The image is read in bands of
+    block rows of about 2**20 values each, so that a large image is not copied whole to float64.
     """
     height, width = pixels.shape[0] // block * block, pixels.shape[1] // block * block
     if height == 0 or width == 0:
         return math.inf
-    values = pixels[:height, :width].astype(np.float64)
-    values = values.reshape(height // block, block, width // block, block, -1)
-    means = values.mean(axis=(1, 3), keepdims=True)
-    error = float(np.mean((values - means) ** 2))
-    return math.inf if error == 0.0 else 10.0 * math.log10(255.0**2 / error)
+    band = block * max(1, (1 << 20) // (block * width * pixels.shape[2]))
+    squared = 0.0
+    for top in range(0, height, band):
+        values = pixels[top : min(top + band, height), :width].astype(np.float64)
+        values = values.reshape(values.shape[0] // block, block, width // block, block, -1)
+        squared += float(np.sum((values - values.mean(axis=(1, 3), keepdims=True)) ** 2))
+    return psnr_from_mse(squared / (height * width * pixels.shape[2]))
