@@ -125,8 +125,9 @@ RD_NETWORKS: dict[str, tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]]] = {
 #: cannot turn more bits into quality. Between the two, the image decides. Measured with 60 s
 #: of training, 1 thread each, two at a time, as PSNR against JPEG at the same file size:
 #:
-#: - quality 8, mean of kodim01/08/15/23: ``medium`` with 16 channels flattened at 31.7 dB
-#:   (-1.09 dB at 1.10 bpp, even with λ = 0.25) where ``fine`` reached 36.2 dB (+0.87 dB).
+#: - quality 8, mean of kodim01/08/15/23: a stride-8 network with 16 latent channels
+#:   flattened at 31.7 dB (-1.09 dB at 1.10 bpp, even with λ = 0.25) where ``fine``
+#:   reached 36.2 dB (+0.87 dB).
 #: - quality 4-5, ``fine`` against ``medium``: detailed kodim01 and 08 +1.92 and +2.22 dB
 #:   (``medium`` +0.78 and +0.35), smooth kodim15 and 23 -0.20 and -0.52 dB (``medium`` +0.64
 #:   and +0.47); kodim06, 11, 14 and 19, between the two (block-mean PSNR 21.6-22.5 dB), tie
