@@ -9,6 +9,7 @@ import torch
 from ccnn.entropy import (
     GroupModel,
     LatentEntropyModel,
+    context_phases,
     decode_groups,
     decode_latent,
     encode_groups,
@@ -48,9 +49,15 @@ def _correlated_latent(rng: np.random.Generator, shape: tuple[int, int, int]) ->
 
 def test_context_coding_roundtrip_and_rate() -> None:
     rng = np.random.default_rng(0)
-    for shape in [(3, 17, 23), (2, 1, 5), (2, 6, 1), (4, 32, 48)]:
+    for shape, levels in [
+        ((3, 17, 23), 1),
+        ((3, 17, 23), 3),
+        ((2, 1, 5), 2),
+        ((2, 6, 1), 2),
+        ((4, 32, 48), 2),
+    ]:
         latent = _correlated_latent(rng, shape)
-        model = LatentEntropyModel(shape[0], context=True)
+        model = LatentEntropyModel(shape[0], context_levels=levels)
         y = torch.from_numpy(latent.astype(np.float32))[None]
         optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
         for _ in range(200):
@@ -59,7 +66,7 @@ def test_context_coding_roundtrip_and_rate() -> None:
             optimizer.step()
         models = model.group_models(latent)
         context = model.stored_context()
-        assert context is not None and context.shape == (shape[0], 6)
+        assert context is not None and context.shape == (levels, shape[0], 6)
         data = encode_latent(latent, models, context)
         assert np.array_equal(decode_latent(data, shape, models, context), latent)
         if shape == (4, 32, 48):
@@ -75,8 +82,39 @@ def test_context_decoding_is_deterministic_and_rejects_garbage() -> None:
     shape = (2, 9, 11)
     latent = _correlated_latent(rng, shape)
     models = [GroupModel.stored(0.0, 2.0, int(c.min()), int(c.max())) for c in latent]
-    context = np.array([[0.5, 0.0, 1.0, 0.5, 0.0, 1.0]] * 2)
+    context = np.array([[[0.5, 0.0, 1.0, 0.5, 0.0, 1.0]] * 2] * 2)
     data = encode_latent(latent, models, context)
     assert data == encode_latent(latent, models, context)
     with pytest.raises(FormatError):
         decode_latent(data[:-1], shape, models, context)
+
+
+def test_context_phases_cover_every_position_once() -> None:
+    """The coarse-to-fine order codes each position exactly once, and only from known neighbours."""
+    for height, width, levels in [(7, 10, 1), (9, 13, 2), (16, 16, 3), (1, 5, 2)]:
+        count = np.zeros((height, width), dtype=int)
+        for phase in context_phases(height, width, levels):
+            for r, c in zip(phase.rows, phase.cols):
+                for dy, dx in phase.pattern:
+                    y, x = r + dy * phase.distance, c + dx * phase.distance
+                    if 0 <= y < height and 0 <= x < width:
+                        assert count[y, x] == 1
+            count[phase.rows, phase.cols] += 1
+        assert np.all(count == 1)
+
+
+def test_second_context_level_saves_bits_on_a_smooth_latent() -> None:
+    rng = np.random.default_rng(2)
+    shape = (3, 48, 64)
+    latent = _correlated_latent(rng, shape)
+    y = torch.from_numpy(latent.astype(np.float32))[None]
+    sizes = {}
+    for levels in (1, 2):
+        model = LatentEntropyModel(shape[0], context_levels=levels)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        for _ in range(200):
+            optimizer.zero_grad()
+            model.bits(y).backward()
+            optimizer.step()
+        sizes[levels] = len(encode_latent(latent, model.group_models(latent), model.stored_context()))
+    assert sizes[2] < sizes[1]

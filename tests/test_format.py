@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 
@@ -10,6 +11,7 @@ import pytest
 
 import ccnn
 from ccnn import bitstream
+from ccnn.codec import encode
 from ccnn.errors import FormatError, LimitError
 
 
@@ -97,7 +99,38 @@ def test_encoded_file_uses_spatial_context(encoded: ccnn.EncodeResult) -> None:
     contents = bitstream.unpack(encoded.data)
     assert contents.spec.latent_context
     assert contents.latent_context is not None
-    assert contents.latent_context.shape == (contents.spec.latent_channels, 6)
+    assert contents.latent_context.shape == (2, contents.spec.latent_channels, 6)
+
+
+def test_version_2_file_is_read() -> None:
+    """Version 2 is version 3 with one context level that the file does not state."""
+    pixels = np.random.default_rng(3).integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
+    config = ccnn.make_config("fast", quality=3, steps=20)
+    config = dataclasses.replace(config, context_levels=1)
+    data = encode(pixels, config).data
+    contents = bitstream.unpack(data)
+    assert contents.latent_context is not None and contents.latent_context.shape[0] == 1
+    # drop the levels byte in front of the context parameters, and stamp version 2
+    header_end = bitstream._PREFIX.size + struct.unpack_from("<H", data, 5)[0]
+    weights_len = struct.unpack_from("<I", data, header_end + 1)[0]
+    entropy_at = header_end + 5 + weights_len
+    assert data[entropy_at] == bitstream.SECTION_ENTROPY
+    entropy_len = struct.unpack_from("<I", data, entropy_at + 1)[0]
+    groups = contents.spec.latent_channels * bitstream._GROUP.size
+    payload = data[entropy_at + 5 : entropy_at + 5 + entropy_len]
+    assert payload[groups] == 1
+    old = payload[:groups] + payload[groups + 1 :]
+    body = bytearray(data[:entropy_at] + struct.pack("<BI", bitstream.SECTION_ENTROPY, len(old)) + old)
+    body += data[entropy_at + 5 + entropy_len : -4]
+    body[4] = 2
+    assert np.array_equal(ccnn.decompress(_with_crc(bytes(body))), ccnn.decompress(data))
+
+
+def test_absurd_context_levels_refused(encoded: ccnn.EncodeResult) -> None:
+    contents = bitstream.unpack(encoded.data)
+    levels = np.zeros((40, contents.spec.latent_channels, 6))
+    with pytest.raises(LimitError, match="context levels"):
+        bitstream.unpack(bitstream.pack(dataclasses.replace(contents, latent_context=levels)))
 
 
 def test_version_1_file_is_read() -> None:

@@ -74,3 +74,20 @@ def test_same_seed_same_file(crop: np.ndarray) -> None:
     first = ccnn.compress(crop, "fast", steps=15, seed=7)
     second = ccnn.compress(crop, "fast", steps=15, seed=7)
     assert first == second
+
+
+def test_weight_precision_search_finds_the_least_cost() -> None:
+    """The walk from the start precision ends at the minimum of a cost that falls then rises."""
+    from ccnn.codec import _descend
+
+    for optimum in (1, 2, 4, 7, 10):
+        calls: list[int] = []
+
+        def cost(precision: int, optimum: int = optimum, calls: list[int] = calls) -> tuple:
+            calls.append(precision)
+            return (precision - optimum) ** 2 + 0.5 * precision, [], []
+
+        best = _descend(cost, 4, range(1, 11))
+        expected = min(range(1, 11), key=lambda p: (p - optimum) ** 2 + 0.5 * p)
+        assert best[0] == cost(expected)[0]
+        assert len(calls) <= abs(expected - 4) + 4

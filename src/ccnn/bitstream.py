@@ -22,15 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import LayerSpec
-from .entropy import CONTEXT_PARAMETERS, GroupModel
+from .entropy import CONTEXT_PARAMETERS, MAX_CONTEXT_LEVELS, GroupModel
 from .errors import FormatError, LimitError
 from .imageio import MAX_PIXELS, MAX_SIDE
 from .model import DecoderSpec
 
 MAGIC = b"CCNN"
-FORMAT_VERSION = 2
-#: Versions this reader decodes: version 1 is version 2 without the spatial-context flag.
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: Versions this reader decodes: version 1 is version 2 without the spatial-context flag, and
+#: version 2 is version 3 with one context level that the file does not state.
+READABLE_VERSIONS = (1, 2, 3)
 
 SECTION_WEIGHTS = 1
 SECTION_ENTROPY = 2
@@ -61,6 +62,7 @@ _LAYER = struct.Struct("<HBB")
 _SECTION = struct.Struct("<BI")
 _GROUP = struct.Struct("<eehh")
 _WEIGHT_EXPONENT = struct.Struct("<b")
+_CONTEXT_LEVELS = struct.Struct("<B")
 _CRC = struct.Struct("<I")
 
 
@@ -76,7 +78,7 @@ class CCNNFile:
     weight_models: tuple[GroupModel, ...]
     weight_data: bytes
     latent_models: tuple[GroupModel, ...]
-    latent_context: np.ndarray | None
+    latent_context: np.ndarray | None  # (levels, latent channels, CONTEXT_PARAMETERS)
     latent_data: bytes
 
     @property
@@ -171,6 +173,7 @@ def pack(contents: CCNNFile) -> bytes:
     entropy = b"".join(_pack_group(model) for model in contents.latent_models)
     if spec.latent_context:
         assert contents.latent_context is not None
+        entropy += _CONTEXT_LEVELS.pack(contents.latent_context.shape[0])
         entropy += np.asarray(contents.latent_context, dtype="<f2").tobytes()
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
     for tag, payload in (
@@ -338,10 +341,19 @@ def unpack(data: bytes) -> CCNNFile:
     )
     context = None
     if spec.latent_context:
-        size = spec.latent_channels * CONTEXT_PARAMETERS * 2
+        levels = 1
+        if version >= 3:
+            if len(rest) < _CONTEXT_LEVELS.size:
+                raise FormatError("file is corrupted (entropy model section too short)")
+            (levels,) = _CONTEXT_LEVELS.unpack_from(rest, 0)
+            rest = rest[_CONTEXT_LEVELS.size :]
+            if not 1 <= levels <= MAX_CONTEXT_LEVELS:
+                raise LimitError(f"file claims {levels} context levels (1..{MAX_CONTEXT_LEVELS})")
+        size = levels * spec.latent_channels * CONTEXT_PARAMETERS * 2
         if len(rest) < size:
             raise FormatError("file is corrupted (entropy model section too short)")
-        context = np.frombuffer(rest[:size], dtype="<f2").astype(np.float64).reshape(-1, CONTEXT_PARAMETERS)
+        context = np.frombuffer(rest[:size], dtype="<f2").astype(np.float64)
+        context = context.reshape(levels, spec.latent_channels, CONTEXT_PARAMETERS)
         if not np.all(np.isfinite(context)):
             raise FormatError("file is corrupted (invalid context model parameters)")
         rest = rest[size:]

@@ -35,6 +35,8 @@ class CodecConfig:
     ``latent_mode`` is ``"uint8"`` for the poster's byte latent (a saturating cast of the
     compressing layer's output, in pixel units) or ``"integer"`` for a rate-distortion trained
     latent that is rounded to integers and entropy-coded with a learned model.
+    ``context_levels`` is how many coarse-to-fine levels of spatial context that model uses
+    (0: none; see :mod:`ccnn.entropy`).
     """
 
     name: str
@@ -54,7 +56,7 @@ class CodecConfig:
     refine_share: float = 0.0
     refine_learning_rate: float = 3e-3
     refine_latent_lr: float = 2e-2
-    spatial_context: bool = False
+    context_levels: int = 0
     seed: int = 0
     description: str = field(default="", compare=False)
 
@@ -186,7 +188,7 @@ def _rd(name: str, steps: int, seconds: float, description: str) -> CodecConfig:
         seconds=seconds,
         learning_rate=1e-2,
         refine_share=0.5,
-        spatial_context=True,
+        context_levels=2,
         description=description,
     )
 

@@ -145,7 +145,7 @@ def fit(
     entropy = LatentEntropyModel(
         config.latent_channels,
         initial_scale=8.0 if config.latent_mode == "uint8" else 1.0,
-        context=DecoderSpec.from_config(config).latent_context,
+        context_levels=config.context_levels if DecoderSpec.from_config(config).latent_context else 0,
     ).to(dev)
 
     padded = min(x_full.shape[-2], x_full.shape[-1])

@@ -145,7 +145,7 @@ class DecoderSpec:
             slope=float(np.float16(config.slope)),
             latent_mode=config.latent_mode,
             output_activation=config.output_activation,
-            latent_context=config.spatial_context and config.latent_mode == "integer",
+            latent_context=config.context_levels > 0 and config.latent_mode == "integer",
         )
 
     def parameter_shapes(self) -> list[tuple[int, ...]]:
