@@ -196,7 +196,7 @@ def _rd(name: str, steps: int, seconds: float, description: str) -> CodecConfig:
 PRESETS: dict[str, CodecConfig] = {
     "paper": _paper(),
     "fast": _rd("fast", steps=3000, seconds=13.5, description="rate-distortion network, short training"),
-    "default": _rd("default", steps=12000, seconds=90.0, description="rate-distortion network"),
+    "default": _rd("default", steps=16000, seconds=90.0, description="rate-distortion network"),
 }
 
 
