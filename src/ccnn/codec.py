@@ -82,7 +82,7 @@ class EncodeResult:
 
 
 def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 150) -> None:
-    """Fit the entropy model to the actual integer latent (cheap: at most 8 numbers per channel)."""
+    """Fit the entropy model to the actual integer latent (cheap: a few numbers per channel)."""
     symbols = torch.from_numpy(latent.astype(np.float32))[None]
     optimizer = torch.optim.Adam(entropy.parameters(), lr=0.05)
     for _ in range(steps):

@@ -306,13 +306,11 @@ class LatentEntropyModel(nn.Module):
         return np.clip(values, -60000.0, 60000.0).astype(np.float16).astype(np.float64)
 
 
-def _laplace_bits(
-    latent: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
+def _laplace_bits(latent: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Total bits of integer (or noisy) values under discretised Laplaces, broadcast elementwise."""
     upper = _laplace_cdf_t(latent + 0.5, loc, scale)
     lower = _laplace_cdf_t(latent - 0.5, loc, scale)
-    bits = -torch.log(torch.clamp(upper - lower, min=1e-9)) / _LOG2
-    return (bits * mask).sum() if mask is not None else bits.sum()
+    return (-torch.log(torch.clamp(upper - lower, min=1e-9)) / _LOG2).sum()
 
 
 def _context_parameters(
@@ -402,7 +400,7 @@ def _code_phases(
                     coder.encode((plane[rows, cols] - model.lo).astype(np.int32), categorical)
                 continue
             params = context[phase.level - 1, c]
-            weights = params[:3] if phase.pattern is _DIAGONAL else params[3:]
+            weights = params[:3] if phase.pattern == _DIAGONAL else params[3:]
             location, scale = _context_parameters(plane, known, phase, weights)
             laplace = constriction.stream.model.QuantizedLaplace(model.lo, model.hi)
             if decoding:
