@@ -111,18 +111,14 @@ def test_version_2_file_is_read() -> None:
     contents = bitstream.unpack(data)
     assert contents.latent_context is not None and contents.latent_context.shape[0] == 1
     # drop the levels byte in front of the context parameters, and stamp version 2
-    header_end = bitstream._PREFIX.size + struct.unpack_from("<H", data, 5)[0]
-    weights_len = struct.unpack_from("<I", data, header_end + 1)[0]
-    entropy_at = header_end + 5 + weights_len
-    assert data[entropy_at] == bitstream.SECTION_ENTROPY
-    entropy_len = struct.unpack_from("<I", data, entropy_at + 1)[0]
+    _, header, sections = bitstream._split(data)
     groups = contents.spec.latent_channels * bitstream._GROUP.size
-    payload = data[entropy_at + 5 : entropy_at + 5 + entropy_len]
-    assert payload[groups] == 1
-    old = payload[:groups] + payload[groups + 1 :]
-    body = bytearray(data[:entropy_at] + struct.pack("<BI", bitstream.SECTION_ENTROPY, len(old)) + old)
-    body += data[entropy_at + 5 + entropy_len : -4]
-    body[4] = 2
+    entropy = sections[bitstream.SECTION_ENTROPY]
+    assert entropy[groups] == 1
+    sections[bitstream.SECTION_ENTROPY] = entropy[:groups] + entropy[groups + 1 :]
+    body = bitstream._PREFIX.pack(bitstream.MAGIC, 2, len(header)) + header
+    for tag, payload in sections.items():
+        body += bitstream._SECTION.pack(tag, len(payload)) + payload
     assert np.array_equal(ccnn.decompress(_with_crc(bytes(body))), ccnn.decompress(data))
 
 

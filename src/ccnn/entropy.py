@@ -30,6 +30,7 @@ kodim23 at quality 5), saved another 2% and 9% net of its parameters.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import constriction
@@ -182,11 +183,11 @@ def context_phases(height: int, width: int, levels: int) -> list[ContextPhase]:
     return phases
 
 
-def _phase_mask(height: int, width: int, r: int, c: int, step: int, device: torch.device) -> torch.Tensor:
-    """Float mask (1, 1, h, w) of the positions (r mod step, c mod step)."""
-    rows = torch.arange(height, device=device).view(-1, 1) % step
-    cols = torch.arange(width, device=device).view(1, -1) % step
-    return ((rows == r) & (cols == c)).float()[None, None]
+def _phase_mask(phase: ContextPhase, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Float mask (1, 1, h, w) of the phase's positions."""
+    mask = torch.zeros(1, 1, height, width, device=device)
+    mask[0, 0, torch.from_numpy(phase.rows), torch.from_numpy(phase.cols)] = 1.0
+    return mask
 
 
 def _kernel(pattern: tuple[tuple[int, int], ...], device: torch.device) -> torch.Tensor:
@@ -264,22 +265,23 @@ class LatentEntropyModel(nn.Module):
         """
         key = (height, width, str(device))
         if key not in self._maps:
-            levels = self.context_levels
-            phases = []
-            for level in range(levels, 0, -1):
-                step, d = 2**level, 2 ** (level - 1)
-                on_grid = _phase_mask(height, width, 0, 0, step, device)
-                diagonal = _phase_mask(height, width, d, d, step, device)
-                direct = _phase_mask(height, width, 0, d, step, device)
-                direct = direct + _phase_mask(height, width, d, 0, step, device)
-                for pattern, known, target, index in (
-                    (_DIAGONAL, on_grid, diagonal, 0),
-                    (_DIRECT, on_grid + diagonal, direct, 1),
-                ):
-                    kernel = _kernel(pattern, device)
+            # the coder's phases (context_phases), with C and D of a level merged: they share
+            # the pattern, and neither is a neighbour of the other, so one convolution serves both
+            first, *rest = context_phases(height, width, self.context_levels)
+            grid = _phase_mask(first, height, width, device)
+            known, phases = grid, []
+            for phase in rest:
+                target = _phase_mask(phase, height, width, device)
+                index = 0 if phase.pattern == _DIAGONAL else 1
+                if phases and (phases[-1].level, phases[-1].pattern_index) == (phase.level, index):
+                    phases[-1] = dataclasses.replace(phases[-1], target=phases[-1].target + target)
+                else:
+                    kernel = _kernel(phase.pattern, device)
+                    d = phase.distance
                     count = F.conv2d(known, kernel, padding=d, dilation=d).clamp(min=1.0)
-                    phases.append(_PhaseMaps(level, index, d, kernel, known, target, 1.0 / count))
-            self._maps[key] = (_phase_mask(height, width, 0, 0, 2**levels, device), phases)
+                    phases.append(_PhaseMaps(phase.level, index, d, kernel, known, target, 1.0 / count))
+                known = known + target
+            self._maps[key] = (grid, phases)
         return self._maps[key]
 
     def group_models(self, latent: np.ndarray) -> list[GroupModel]:
