@@ -83,11 +83,22 @@ def test_weight_precision_search_finds_the_least_cost() -> None:
     for optimum in (1, 2, 4, 7, 10):
         calls: list[int] = []
 
-        def cost(precision: int, optimum: int = optimum, calls: list[int] = calls) -> tuple:
+        def cost(precision: int, optimum: int = optimum, calls: list[int] = calls) -> float:
             calls.append(precision)
-            return (precision - optimum) ** 2 + 0.5 * precision, [], []
+            return (precision - optimum) ** 2 + 0.5 * precision
 
-        best = _descend(cost, 4, range(1, 11))
         expected = min(range(1, 11), key=lambda p: (p - optimum) ** 2 + 0.5 * p)
-        assert best[0] == cost(expected)[0]
+        assert _descend(cost, 4, range(1, 11)) == expected
         assert len(calls) <= abs(expected - 4) + 4
+
+
+def test_each_layer_gets_its_own_weight_precision() -> None:
+    """Per-layer precisions reach each layer's own optimum when the layers' costs add up."""
+    from ccnn.codec import _search_precisions
+
+    optima = (3, 6, 2)
+
+    def cost(precisions: tuple[int, ...]) -> float:
+        return sum((p - o) ** 2 + 0.1 * p for p, o in zip(precisions, optima))
+
+    assert _search_precisions(cost, 3) == optima

@@ -1,8 +1,9 @@
 """encode() and decode(): image -> .ccnn bytes -> image, glued from the core modules.
 
 encode: fit the network on the image, quantize the latent, tune the latent's entropy model on
-the actual symbols, choose the decoder weights' quantization step by the full rate-distortion
-cost (each candidate decoded exactly, as the decoder will), then range-code and pack.
+the actual symbols, choose each restoring layer's weight quantization step by the full
+rate-distortion cost (each candidate decoded exactly, as the decoder will), then range-code and
+pack.
 decode: unpack and validate, range-decode weights and latent, run the exact restoring network,
 crop to the image size.
 """
@@ -38,34 +39,48 @@ from .quantize import quantize_latent, quantize_tensor
 #: Bias steps are fine (there are few biases); weight steps are searched over this range of
 #: "bits below the tensor's standard deviation".
 BIAS_EXPONENT = 10
-WEIGHT_PRECISIONS = range(1, 11)
+WEIGHT_PRECISIONS = range(0, 11)
 #: Where the search starts: the precision most Kodak encodes end at.
 WEIGHT_PRECISION_START = 4
 
 
-def _descend(
-    cost_of: Callable[[int], tuple[float, list[QuantizedTensor], list[GroupModel]]],
-    start: int,
-    candidates: range,
-) -> tuple[float, list[QuantizedTensor], list[GroupModel]]:
+def _descend(cost_of: Callable[[int], float], start: int, candidates: range) -> int:
     """The candidate of least cost, walking from ``start`` in the direction that lowers it.
 
     The cost is the weights' rate plus λ times the distortion, which falls then rises as the
     precision grows; walking from a likely optimum decodes the image about three times instead
     of once per candidate (each exact decode of a Kodak image takes 0.05-0.15 s).
     """
-    best = cost_of(start)
+    best, best_cost = start, cost_of(start)
     for direction in (-1, 1):
         precision, improved = start + direction, False
         while precision in candidates:
-            candidate = cost_of(precision)
-            if candidate[0] >= best[0]:
+            cost = cost_of(precision)
+            if cost >= best_cost:
                 break
-            best, improved = candidate, True
+            best, best_cost, improved = precision, cost, True
             precision += direction
         if improved:
             break
     return best
+
+
+def _search_precisions(cost_of: Callable[[tuple[int, ...]], float], count: int) -> tuple[int, ...]:
+    """One weight precision per restoring layer, by least rate-distortion cost.
+
+    First one precision shared by all layers, then each layer walked on its own from there: the
+    layers differ in how much an error in their weights costs (the last layer's errors land on
+    the pixels directly, the first layer's are smoothed by the ones after it).
+    """
+    shared = _descend(lambda p: cost_of((p,) * count), WEIGHT_PRECISION_START, WEIGHT_PRECISIONS)
+    precisions = [shared] * count
+    for layer in range(count):
+
+        def cost_of_layer(p: int, layer: int = layer) -> float:
+            return cost_of((*precisions[:layer], p, *precisions[layer + 1 :]))
+
+        precisions[layer] = _descend(cost_of_layer, shared, WEIGHT_PRECISIONS)
+    return tuple(precisions)
 
 
 @dataclass(frozen=True)
@@ -92,9 +107,10 @@ def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 
         optimizer.step()
 
 
-def _quantize_decoder(result: FitResult, precision: int) -> list[QuantizedTensor]:
+def _quantize_decoder(result: FitResult, precisions: tuple[int, ...]) -> list[QuantizedTensor]:
     tensors: list[QuantizedTensor] = []
-    for weight, bias in zip(result.model.decoder_weights, result.model.decoder_biases):
+    layers = zip(result.model.decoder_weights, result.model.decoder_biases, precisions, strict=True)
+    for weight, bias, precision in layers:
         std = float(weight.detach().std()) or 1.0
         exponent = int(precision - math.floor(math.log2(std)))
         tensors.append(quantize_tensor(weight, exponent))
@@ -124,16 +140,21 @@ def encode(
     latent_context = result.entropy.stored_context()
     latent_data = encode_latent(latent, latent_models, latent_context)
 
-    def weight_cost(precision: int) -> tuple[float, list[QuantizedTensor], list[GroupModel]]:
-        """Rate-distortion cost of the weights at ``precision``, decoded exactly as the decoder will."""
-        tensors = _quantize_decoder(result, precision)
-        models = [weight_model(t.ints) for t in tensors]
-        weight_bits = sum(estimate_bits(t.ints, m) for t, m in zip(tensors, models))
-        decoded = _crop(restore_exact(spec, tensors, latent), height, width)
-        mse = float(np.mean((decoded.astype(np.float64) - pixels) ** 2)) / 255.0**2
-        return weight_bits / (height * width) + config.rate_lambda * 255.0**2 * mse, tensors, models
+    costs: dict[tuple[int, ...], tuple[float, list[QuantizedTensor], list[GroupModel]]] = {}
 
-    _, tensors, weight_models = _descend(weight_cost, WEIGHT_PRECISION_START, WEIGHT_PRECISIONS)
+    def weight_cost(precisions: tuple[int, ...]) -> float:
+        """Rate-distortion cost of the weights at ``precisions``, decoded exactly as the decoder will."""
+        if precisions not in costs:
+            tensors = _quantize_decoder(result, precisions)
+            models = [weight_model(t.ints) for t in tensors]
+            weight_bits = sum(estimate_bits(t.ints, m) for t, m in zip(tensors, models))
+            decoded = _crop(restore_exact(spec, tensors, latent), height, width)
+            mse = float(np.mean((decoded.astype(np.float64) - pixels) ** 2)) / 255.0**2
+            cost = weight_bits / (height * width) + config.rate_lambda * 255.0**2 * mse
+            costs[precisions] = (cost, tensors, models)
+        return costs[precisions][0]
+
+    _, tensors, weight_models = costs[_search_precisions(weight_cost, len(result.model.decoder_weights))]
     weight_data = encode_groups([t.ints for t in tensors], weight_models)
     contents = bitstream.CCNNFile(
         height=height,
