@@ -33,7 +33,9 @@ def test_detailed_images_get_the_fine_network_at_middle_qualities() -> None:
     def stride(quality: int, block_psnr: float | None, preset: str = "default") -> int:
         return make_config(preset, quality=quality, pixels=768 * 512, block_psnr=block_psnr).total_stride
 
-    assert [stride(q, detailed) for q in range(1, 10)] == [8, 8, 8, 4, 4, 4, 4, 4, 4]
+    assert [stride(q, detailed) for q in range(1, 10)] == [8, 8, 4, 4, 4, 4, 4, 4, 4]
+    assert [stride(q, 21.0) for q in range(1, 10)] == [8, 8, 8, 4, 4, 4, 4, 4, 4]
     assert [stride(q, smooth) for q in range(1, 10)] == [8, 8, 8, 8, 8, 4, 4, 4, 4]
-    assert [stride(q, None) for q in range(1, 9)] == [stride(q, smooth) for q in range(1, 9)]
-    assert {stride(q, detailed, "fast") for q in range(1, 9)} == {8}
+    assert [stride(q, None) for q in range(1, 10)] == [stride(q, smooth) for q in range(1, 10)]
+    assert [stride(q, float("inf")) for q in range(1, 10)] == [stride(q, smooth) for q in range(1, 10)]
+    assert {stride(q, detailed, "fast") for q in range(1, 10)} == {8}

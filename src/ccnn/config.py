@@ -122,37 +122,44 @@ RD_NETWORKS: dict[str, tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]]] = {
     ),
 }
 
-#: Which network each preset uses, by the lowest quality level it serves: (first quality,
-#: network for a smooth image, network for a detailed one). The network grows with quality: at
-#: low rates its weights are a large share of a small file; at high rates a stride-8 latent
-#: cannot turn more bits into quality. Between the two, the image decides. Measured with 60 s
-#: of training, 1 thread each, two at a time, as PSNR against JPEG at the same file size:
+#: Which network each preset uses: tiers of (first quality level, choices), each choice a
+#: (block-mean PSNR bound, network) pair; an image takes the first network whose bound its
+#: :func:`ccnn.metrics.block_mean_psnr` (8x8 blocks) is below, and an unknown one counts as
+#: smooth (the last bound is infinite). The network grows with quality: at low rates its
+#: weights are a large share of a small file; at high rates a stride-8 latent cannot turn more
+#: bits into quality. Between the two, the image decides. Measured as PSNR against JPEG at the
+#: same file size, 1 thread each, two at a time:
 #:
-#: - quality 8, mean of kodim01/08/15/23: a stride-8 network with 16 latent channels
+#: - quality 8, 60 s, mean of kodim01/08/15/23: a stride-8 network with 16 latent channels
 #:   flattened at 31.7 dB (-1.09 dB at 1.10 bpp, even with λ = 0.25) where ``fine``
 #:   reached 36.2 dB (+0.87 dB).
-#: - quality 4-5, ``fine`` against ``medium``: detailed kodim01 and 08 +1.92 and +2.22 dB
+#: - quality 4-5, 60 s, ``fine`` against ``medium``: detailed kodim01 and 08 +1.92 and +2.22 dB
 #:   (``medium`` +0.78 and +0.35), smooth kodim15 and 23 -0.20 and -0.52 dB (``medium`` +0.64
 #:   and +0.47). Between the two, at 90 s with two context levels (quality 5, against the
 #:   Kodak-24 run at 011ed3a): kodim06, 11, 14, 18, 19 and 21 (block-mean PSNR 21.6-22.5 dB)
 #:   gain +0.65 to +1.55 dB with ``fine`` (+1.24 on average); kodim07, 09, 15 and 20
 #:   (22.7-23.6 dB) lose 0.35-0.66 dB with it, kodim17 and 22 (23.9-24.0 dB) gain 0.13 and
 #:   0.50 dB. At quality 6, ``medium`` on kodim07/09/12/15/20/23 is no better (-0.05 dB).
-#: - quality 3: ``small`` beats ``fine`` on all but the most detailed images (kodim06/11/14/19:
-#:   +1.5/+1.0/+1.4/+1.5 dB against +0.7/+0.2/+1.3/+0.4 dB).
+#: - quality 3, 90 s, against ``small``: ``fine`` gains 0.85, 0.82 and 0.66 dB on kodim08, 13
+#:   and 05 (block-mean PSNR 17.0-18.9 dB), +0.29 on kodim24 (21.1), -0.10 on kodim01 and 14
+#:   (20.2, 21.6); ``medium`` gains less (+0.45, +0.13, +0.29, 0.00, -0.03, -0.13). At quality
+#:   1 ``small`` stays best even there (``fine`` -0.35 to -1.45 dB on kodim01/05/08/13,
+#:   ``medium`` -0.35/-0.46 on 08/13). Earlier, at 60 s, ``small`` beat ``fine`` at quality 3 on
+#:   kodim06/11/14/19 (+1.5/+1.0/+1.4/+1.5 dB against +0.7/+0.2/+1.3/+0.4 dB).
 #:
-#: The ``fast`` preset keeps the smallest network at every quality: in its short training the
-#: larger ones get too few steps (Kodak-24 with growing networks at 15 s: BD-rate +23.0%
-#: against JPEG).
-PRESET_NETWORKS: dict[str, tuple[tuple[int, str, str], ...]] = {
-    "fast": ((1, "small", "small"),),
-    "default": ((1, "small", "small"), (4, "medium", "fine"), (6, "fine", "fine")),
+#: The thresholds were chosen on Kodak itself; there is no held-out set. The ``fast`` preset
+#: keeps the smallest network at every quality: in its short training the larger ones get too
+#: few steps (Kodak-24 with growing networks at 15 s: BD-rate +23.0% against JPEG).
+NetworkTier = tuple[int, tuple[tuple[float, str], ...]]
+PRESET_NETWORKS: dict[str, tuple[NetworkTier, ...]] = {
+    "fast": ((1, ((math.inf, "small"),)),),
+    "default": (
+        (1, ((math.inf, "small"),)),
+        (3, ((20.0, "fine"), (math.inf, "small"))),
+        (4, ((22.6, "fine"), (math.inf, "medium"))),
+        (6, ((math.inf, "fine"),)),
+    ),
 }
-
-#: An image whose :func:`ccnn.metrics.block_mean_psnr` (8x8 blocks) is below this is detailed.
-#: On Kodak: kodim08, 13, 05, 01 and 24 (17.0-21.0 dB) and kodim14, 19, 06, 21, 18 and 11
-#: (21.6-22.5 dB). Chosen on Kodak itself (above); there is no held-out set.
-DETAIL_THRESHOLD_DB = 22.6
 
 #: The image size the networks above were chosen for (Kodak, 768x512).
 NETWORK_REFERENCE_PIXELS = 768 * 512
@@ -167,17 +174,18 @@ def rd_network(
 ) -> tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]]:
     """(compressing, restoring) layers of the rate-distortion preset ``preset`` at ``quality``.
 
-    ``block_psnr`` is the image's :func:`ccnn.metrics.block_mean_psnr`; below
-    :data:`DETAIL_THRESHOLD_DB` the image counts as detailed (unknown counts as smooth).
+    ``block_psnr`` is the image's :func:`ccnn.metrics.block_mean_psnr`, which picks the
+    network within the quality's tier of :data:`PRESET_NETWORKS` (unknown counts as smooth).
     The weights travel in the file, so a smaller image gets the network of a lower quality:
     one level down per halving of the pixel count below :data:`NETWORK_REFERENCE_PIXELS`
     (the 256x192 sample at quality 4 gets quality 1's network).
     """
     if pixels is not None and pixels < NETWORK_REFERENCE_PIXELS:
         quality = max(1, quality - round(math.log2(NETWORK_REFERENCE_PIXELS / max(pixels, 1))))
-    detailed = block_psnr is not None and block_psnr < DETAIL_THRESHOLD_DB
-    _, smooth, detail = next(tier for tier in reversed(PRESET_NETWORKS[preset]) if quality >= tier[0])
-    encoder, decoder = RD_NETWORKS[detail if detailed else smooth]
+    detail = math.inf if block_psnr is None else block_psnr
+    _, choices = next(tier for tier in reversed(PRESET_NETWORKS[preset]) if quality >= tier[0])
+    network = next(name for bound, name in choices if detail < bound or bound == math.inf)
+    encoder, decoder = RD_NETWORKS[network]
     last = decoder[-1]
     return encoder, (*decoder[:-1], LayerSpec(channels, last.kernel, last.stride))
 
