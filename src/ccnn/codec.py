@@ -30,7 +30,7 @@ from .entropy import (
     estimate_bits,
     weight_model,
 )
-from .fit import FitResult, ProgressCallback, fit
+from .fit import FitResult, ProgressCallback, fit, rd_objective
 from .metrics import bpp as bits_per_pixel
 from .metrics import psnr
 from .model import DecoderSpec, QuantizedTensor, restore_exact
@@ -150,7 +150,7 @@ def encode(
             weight_bits = sum(estimate_bits(t.ints, m) for t, m in zip(tensors, models))
             decoded = _crop(restore_exact(spec, tensors, latent), height, width)
             mse = float(np.mean((decoded.astype(np.float64) - pixels) ** 2)) / 255.0**2
-            cost = weight_bits / (height * width) + config.rate_lambda * 255.0**2 * mse
+            cost = rd_objective(weight_bits / (height * width), mse, config)
             costs[precisions] = (cost, tensors, models)
         return costs[precisions][0]
 

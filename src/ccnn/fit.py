@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ from .quantize import add_noise, round_ste, saturate_byte
 #: evaluation of a 768x512 image ~100 ms; a refine step costs about three evaluations.
 CROP_EVAL_INTERVAL = 250
 REFINE_EVAL_INTERVAL = 40
+#: Squared errors below this (PSNR 100 dB) count as this in the PSNR loss, which keeps log finite.
+MSE_FLOOR = 1e-10
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ def rd_loss(
     target: torch.Tensor,
     config: CodecConfig,
     hard: bool,
+    squared_error: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, mse, bpp) of ``latent`` restored against ``target``: bpp + lambda * 255^2 * MSE.
+    """(loss, mse, bpp) of ``latent`` restored against ``target``, the loss by :func:`rd_objective`.
 
     The crop phase passes the compressing network's latent of a batch of crops, the refine
     phase the free whole-image latent.
@@ -109,7 +113,22 @@ def rd_loss(
     restored = model.restore(restored_in)
     mse = torch.mean((restored - target) ** 2)
     bpp = entropy.bits(rate_in) / (target.shape[0] * target.shape[-2] * target.shape[-1])
-    return bpp + config.rate_lambda * 255.0**2 * mse, mse, bpp
+    return rd_objective(bpp, mse, config, squared_error), mse, bpp
+
+
+def rd_objective(bpp: Any, mse: Any, config: CodecConfig, squared_error: bool = False) -> Any:
+    """The loss of a rate (bpp) and a squared error (on 0..1 pixels), floats or tensors alike.
+
+    ``config.distortion == "psnr"``: bpp - slope * PSNR, written as bpp + slope * 10 *
+    log10(MSE). ``"mse"``, or ``squared_error`` (the crop phase): bpp + λ * 255^2 * MSE. The
+    whole-image training, the keep-the-best evaluation and the weight-step search all use
+    this one function, so they optimise the same thing.
+    """
+    if config.distortion == "psnr" and not squared_error:
+        if isinstance(mse, torch.Tensor):
+            return bpp + config.psnr_slope * 10.0 * torch.log10(torch.clamp(mse, min=MSE_FLOOR))
+        return bpp + config.psnr_slope * 10.0 * math.log10(max(mse, MSE_FLOOR))
+    return bpp + config.rate_lambda * 255.0**2 * mse
 
 
 def _crop_batch(x: torch.Tensor, size: int, count: int, rng: np.random.Generator) -> torch.Tensor:
@@ -181,7 +200,7 @@ def fit(
             bpp = entropy.bits(coded).item() / (height * width)
         last_psnr = 10 * math.log10(1.0 / max(mse, 1e-12))
         last_bpp = bpp
-        loss = bpp + config.rate_lambda * 255.0**2 * mse
+        loss = rd_objective(bpp, mse, config)
         if loss < best_loss:
             best_loss = loss
             best_state = {
@@ -248,7 +267,7 @@ def fit(
             optimizer.step()
             step += 1
             due = done > 0 and (done + 1) % eval_interval == 0
-            if not math.isfinite(loss.item()) or (due and evaluate() > 1.5 * best_loss):
+            if not math.isfinite(loss.item()) or (due and evaluate() > best_loss + 0.5 * abs(best_loss)):
                 # diverged: go back to the best whole-image state and continue more gently
                 restore_best()
                 optimizer = torch.optim.Adam(groups)
@@ -256,7 +275,7 @@ def fit(
             report(f"{phase}, hard rounding" if hard else phase)
 
     def crop_loss(batch: torch.Tensor, hard: bool) -> torch.Tensor:
-        return rd_loss(model, entropy, model.analyse(batch), batch, config, hard)[0]
+        return rd_loss(model, entropy, model.analyse(batch), batch, config, hard, squared_error=True)[0]
 
     evaluate()
     report("start")
