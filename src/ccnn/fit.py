@@ -177,8 +177,9 @@ def fit(
 
     start = time.perf_counter()
     best_loss = math.inf
+    best_squared_error_loss = math.inf
     best_state: dict | None = None
-    last_psnr, last_bpp = 0.0, 0.0
+    last_psnr, last_bpp, last_squared_error_loss = 0.0, 0.0, math.inf
     step = 0
     latent_param: torch.Tensor | None = None
 
@@ -187,7 +188,7 @@ def fit(
 
     def evaluate() -> float:
         """Whole-image loss of the coded (rounded) latent; remembers the best state so far."""
-        nonlocal last_psnr, last_bpp, best_loss, best_state
+        nonlocal last_psnr, last_bpp, last_squared_error_loss, best_loss, best_squared_error_loss, best_state
         with torch.no_grad():
             latent = current_latent()
             coded = (
@@ -200,15 +201,23 @@ def fit(
             bpp = entropy.bits(coded).item() / (height * width)
         last_psnr = 10 * math.log10(1.0 / max(mse, 1e-12))
         last_bpp = bpp
+        last_squared_error_loss = rd_objective(bpp, mse, config, squared_error=True)
         loss = rd_objective(bpp, mse, config)
         if loss < best_loss:
             best_loss = loss
+            best_squared_error_loss = last_squared_error_loss
             best_state = {
                 "model": copy.deepcopy(model.state_dict()),
                 "entropy": copy.deepcopy(entropy.state_dict()),
                 "latent": None if latent_param is None else latent_param.detach().clone(),
             }
         return loss
+
+    def diverged() -> bool:
+        """Whether the whole image's squared-error loss (positive, unlike the PSNR loss) jumped
+        to 1.5 times that of the best state: the rollback test, the same for every preset."""
+        evaluate()
+        return last_squared_error_loss > 1.5 * best_squared_error_loss
 
     def restore_best() -> None:
         if best_state is None:
@@ -267,7 +276,7 @@ def fit(
             optimizer.step()
             step += 1
             due = done > 0 and (done + 1) % eval_interval == 0
-            if not math.isfinite(loss.item()) or (due and evaluate() > best_loss + 0.5 * abs(best_loss)):
+            if not math.isfinite(loss.item()) or (due and diverged()):
                 # diverged: go back to the best whole-image state and continue more gently
                 restore_best()
                 optimizer = torch.optim.Adam(groups)
