@@ -49,15 +49,16 @@ def test_rd_objective_prices_a_db_for_psnr_presets_and_squared_error_otherwise()
     from ccnn.fit import rd_objective
 
     default = make_config("default", quality=5)
-    fast = make_config("fast", quality=5)
-    assert default.distortion == "psnr" and fast.distortion == "mse"
+    paper = make_config("paper")
+    assert default.distortion == "psnr" and make_config("fast").distortion == "psnr"
+    assert paper.distortion == "mse"
     mse = 10 ** (-30 / 10)  # 30 dB
     assert math.isclose(rd_objective(0.5, mse, default), 0.5 - default.psnr_slope * 30.0)
     tensor = rd_objective(torch.tensor(0.5), torch.tensor(mse, dtype=torch.float64), default)
     assert math.isclose(float(tensor), 0.5 - default.psnr_slope * 30.0, rel_tol=1e-9)
     squared = 0.5 + default.rate_lambda * 255.0**2 * mse
     assert math.isclose(rd_objective(0.5, mse, default, squared_error=True), squared)
-    assert math.isclose(rd_objective(0.5, mse, fast), 0.5 + fast.rate_lambda * 255.0**2 * mse)
+    assert math.isclose(rd_objective(0.5, mse, paper), 0.5 + paper.rate_lambda * 255.0**2 * mse)
     # one dB more is worth exactly the slope in bits per pixel
     better = rd_objective(0.5 + default.psnr_slope, mse / 10**0.1, default)
     assert math.isclose(better, rd_objective(0.5, mse, default))

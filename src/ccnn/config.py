@@ -231,9 +231,9 @@ def _rd(name: str, steps: int, seconds: float, distortion: str, description: str
 
 PRESETS: dict[str, CodecConfig] = {
     "paper": _paper(),
-    # fast keeps the squared-error loss until the PSNR loss is measured with its short (about
-    # 7 s) whole-image phase
-    "fast": _rd("fast", 3000, 13.5, "mse", description="rate-distortion network, short training"),
+    # fast on kodim01/05/08/12/15/19/20/23 (scratch at c77643c+): PSNR loss -32.7% against JPEG,
+    # squared error -21.7%
+    "fast": _rd("fast", 3000, 13.5, "psnr", description="rate-distortion network, short training"),
     "default": _rd("default", 16000, 90.0, "psnr", description="rate-distortion network"),
 }
 
