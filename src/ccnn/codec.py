@@ -47,9 +47,10 @@ WEIGHT_PRECISION_START = 4
 def _descend(cost_of: Callable[[int], float], start: int, candidates: range) -> int:
     """The candidate of least cost, walking from ``start`` in the direction that lowers it.
 
-    The cost is the weights' rate plus λ times the distortion, which falls then rises as the
-    precision grows; walking from a likely optimum decodes the image about three times instead
-    of once per candidate (each exact decode of a Kodak image takes 0.05-0.15 s).
+    The cost is the weights' rate plus the priced distortion (``fit.rd_objective``), which falls
+    then rises as the precision grows; walking from a likely optimum decodes the image about
+    three times instead of once per candidate (each exact decode of a Kodak image takes
+    0.05-0.15 s).
     """
     best, best_cost = start, cost_of(start)
     for direction in (-1, 1):

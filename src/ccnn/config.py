@@ -231,8 +231,8 @@ def _rd(name: str, steps: int, seconds: float, distortion: str, description: str
 
 PRESETS: dict[str, CodecConfig] = {
     "paper": _paper(),
-    # fast on kodim01/05/08/12/15/19/20/23 (scratch at c77643c+): PSNR loss -32.7% against JPEG,
-    # squared error -21.7%
+    # fast on kodim01/05/08/12/15/19/20/23 (docs/results/kodak-fast-subset8, bfcd43f): PSNR
+    # loss -30.0% against JPEG; a scratch run with the squared error at the same code -21.7%
     "fast": _rd("fast", 3000, 13.5, "psnr", description="rate-distortion network, short training"),
     "default": _rd("default", 16000, 90.0, "psnr", description="rate-distortion network"),
 }
