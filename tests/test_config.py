@@ -63,3 +63,17 @@ def test_rd_objective_prices_a_db_for_psnr_presets_and_squared_error_otherwise()
     better = rd_objective(0.5 + default.psnr_slope, mse / 10**0.1, default)
     assert math.isclose(better, rd_objective(0.5, mse, default))
     assert rd_objective(0.0, 0.0, default) > -math.inf
+
+
+def test_every_quality_level_has_a_slope_and_a_lambda_that_grow_with_it() -> None:
+    from itertools import pairwise
+
+    from ccnn.config import MAX_QUALITY, QUALITY_LAMBDAS, QUALITY_SLOPES
+
+    assert len(QUALITY_SLOPES) == len(QUALITY_LAMBDAS) == MAX_QUALITY >= 6
+    assert all(a < b for a, b in pairwise(QUALITY_SLOPES))
+    assert all(a < b for a, b in pairwise(QUALITY_LAMBDAS))
+    for quality in range(1, MAX_QUALITY + 1):
+        config = make_config("default", quality=quality)
+        assert config.psnr_slope == QUALITY_SLOPES[quality - 1]
+        assert config.rate_lambda == QUALITY_LAMBDAS[quality - 1]
