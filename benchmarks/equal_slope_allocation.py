@@ -35,7 +35,7 @@ import numpy as np
 from ccnn.bench.bdrate import Pchip, bd_rate
 from ccnn.config import QUALITY_SLOPES
 
-Curve = tuple[np.ndarray, np.ndarray]  # bpp, PSNR, sorted by bpp
+Curve = tuple[np.ndarray, np.ndarray]  # mean bpp, mean PSNR
 
 
 def read_curves(path: Path, codec: str, images: set[str] | None) -> dict[str, dict[int, tuple[float, float]]]:

@@ -18,12 +18,13 @@ from .errors import ConfigError
 #: gives the smallest files. Unlike CompressAI's bpp + lambda * 255^2 * MSE, which stops every
 #: image at the same price of squared error, this stops every image at the same price of a dB,
 #: the unit in which quality is measured and averaged (PSNR per image, then the mean): a
-#: detailed image no longer takes bits that buy more dB in a smooth one. An estimate made on
-#: the per-image curves of the Kodak-24 run at 011ed3a (interpolated in log bpp): choosing
-#: each image's point at one price per dB instead of one price per squared error would move
-#: the mean curve from -30.7% to -36.2% BD-rate against JPEG. The slopes are the median over
-#: Kodak of what the λ below paid per dB (levels 1, 3, 5 and 8: 0.032, 0.079, 0.139 and
-#: 0.257), filled in between.
+#: detailed image no longer takes bits that buy more dB in a smooth one. On the per-image
+#: curves of the Kodak-24 run at 011ed3a, choosing each image's point at one price per dB
+#: instead of one price per squared error would move the mean curve from -30.7% to -35.5%
+#: BD-rate against JPEG (``benchmarks/equal_slope_allocation.py`` on that run's results.csv;
+#: on the run at 2923460, which uses this loss: -33.1% measured, -36.1%). The slopes are the
+#: median over Kodak of what the λ below paid per dB (levels 1, 3, 5 and 8: 0.032, 0.079,
+#: 0.139 and 0.257), filled in between.
 QUALITY_SLOPES: tuple[float, ...] = (0.032, 0.05, 0.079, 0.105, 0.139, 0.17, 0.21, 0.257, 0.33)
 #: λ of the squared-error loss bpp + lambda * 255^2 * MSE per level: the ``paper`` preset's loss
 #: (at its fixed level 4), and the rate-distortion presets' loss on crops. On crops the noisy
