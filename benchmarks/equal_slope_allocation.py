@@ -12,7 +12,7 @@ of the BD-rates), then:
 * builds the *equal-slope curve*: for a range of prices, each image's point on its own curve
   that minimises ``bpp - price * PSNR`` (within its measured range), averaged over images; and
   prints the BD-rate against the anchor (JPEG by default) of the measured mean curve and of
-  the equal-slope curve.
+  the equal-slope curve, and the mean and median of the images' own BD-rates.
 
 The equal-slope curve is an estimate of what a perfect allocation would give with the same
 per-image curves, not a measured codec: it interpolates between measured points. Nothing is
@@ -126,6 +126,12 @@ def main() -> None:
         value = bd_rate(anchor_bpp, anchor_psnr, bpp[keep], psnr[keep])
         shown = "n/a" if value is None else f"{value:+.1f}%"
         print(f"{name:<12} BD-rate against {args.anchor}: {shown}  ({bpp[0]:.3f}-{bpp[-1]:.3f} bpp)")
+    per_image = [bd_rate(*zip(*anchor[image].values()), *zip(*tested[image].values())) for image in anchor]
+    values = [value for value in per_image if value is not None]
+    if values:
+        mean, median = np.mean(values), np.median(values)
+        summary = f"mean {mean:+.1f}%, median {median:+.1f}% ({len(values)} images)"
+        print(f"per image    BD-rate against {args.anchor}: {summary}")
 
 
 if __name__ == "__main__":
