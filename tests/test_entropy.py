@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ccnn.entropy import (
+    CONTEXT_PARAMETERS,
     GroupModel,
     LatentEntropyModel,
     context_phases,
@@ -66,7 +67,7 @@ def test_context_coding_roundtrip_and_rate() -> None:
             optimizer.step()
         models = model.group_models(latent)
         context = model.stored_context()
-        assert context is not None and context.shape == (levels, shape[0], 6)
+        assert context is not None and context.shape == (levels, shape[0], CONTEXT_PARAMETERS)
         data = encode_latent(latent, models, context)
         assert np.array_equal(decode_latent(data, shape, models, context), latent)
         if shape == (4, 32, 48):
@@ -82,7 +83,7 @@ def test_context_decoding_is_deterministic_and_rejects_garbage() -> None:
     shape = (2, 9, 11)
     latent = _correlated_latent(rng, shape)
     models = [GroupModel.stored(0.0, 2.0, int(c.min()), int(c.max())) for c in latent]
-    context = np.array([[[0.5, 0.0, 1.0, 0.5, 0.0, 1.0]] * 2] * 2)
+    context = np.array([[[0.5, 0.0, 1.0, 0.3, 0.5, 0.0, 1.0, -0.2]] * 2] * 2)
     data = encode_latent(latent, models, context)
     assert data == encode_latent(latent, models, context)
     with pytest.raises(FormatError):
@@ -118,3 +119,30 @@ def test_second_context_level_saves_bits_on_a_smooth_latent() -> None:
             optimizer.step()
         sizes[levels] = len(encode_latent(latent, model.group_models(latent), model.stored_context()))
     assert sizes[2] < sizes[1]
+
+
+def test_cross_channel_activity_saves_bits_when_channels_are_busy_together() -> None:
+    """Channels whose scale varies in the same places: the shared-activity term g pays."""
+    rng = np.random.default_rng(4)
+    channels, height, width = 6, 48, 64
+    activity = np.exp(2.0 * np.sin(np.arange(height).reshape(-1, 1) / 6.0 + np.arange(width) / 9.0))
+    latent = np.round(rng.laplace(0.0, 1.0, size=(channels, height, width)) * activity).astype(np.int32)
+    y = torch.from_numpy(latent.astype(np.float32))[None]
+    sizes = {}
+    for shared in (False, True):
+        model = LatentEntropyModel(channels, context_levels=2)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        for _ in range(200):
+            optimizer.zero_grad()
+            model.bits(y).backward()
+            optimizer.step()
+            if not shared:
+                with torch.no_grad():
+                    model.context_weights[..., 3] = 0.0
+        context = model.stored_context()
+        assert context is not None
+        models = model.group_models(latent)
+        data = encode_latent(latent, models, context)
+        assert np.array_equal(decode_latent(data, latent.shape, models, context), latent)
+        sizes[shared] = len(data)
+    assert sizes[True] < 0.97 * sizes[False]

@@ -12,6 +12,7 @@ import pytest
 import ccnn
 from ccnn import bitstream
 from ccnn.codec import encode
+from ccnn.entropy import CONTEXT_PARAMETERS, PATTERN_PARAMETERS, decode_latent, encode_latent
 from ccnn.errors import FormatError, LimitError
 
 
@@ -99,7 +100,50 @@ def test_encoded_file_uses_spatial_context(encoded: ccnn.EncodeResult) -> None:
     contents = bitstream.unpack(encoded.data)
     assert contents.spec.latent_context
     assert contents.latent_context is not None
-    assert contents.latent_context.shape == (2, contents.spec.latent_channels, 6)
+    assert contents.latent_context.shape == (2, contents.spec.latent_channels, CONTEXT_PARAMETERS)
+
+
+def _without_cross_channel_term(data: bytes) -> bytes:
+    """The same file with the context's g set to 0 and the latent coded again under it."""
+    contents = bitstream.unpack(data)
+    assert contents.latent_context is not None
+    context = contents.latent_context.copy()
+    context[..., PATTERN_PARAMETERS - 1 :: PATTERN_PARAMETERS] = 0.0
+    latent = decode_latent(
+        contents.latent_data, contents.latent_shape, list(contents.latent_models), contents.latent_context
+    )
+    latent_data = encode_latent(latent, list(contents.latent_models), context)
+    return bitstream.pack(dataclasses.replace(contents, latent_context=context, latent_data=latent_data))
+
+
+def _restamped(data: bytes, version: int, keep_levels_byte: bool) -> bytes:
+    """An old-version file: 3 context numbers per pattern, the levels byte only from version 3 on."""
+    contents = bitstream.unpack(data)
+    assert contents.latent_context is not None
+    _, header, sections = bitstream._split(data)
+    groups = contents.spec.latent_channels * bitstream._GROUP.size
+    entropy = sections[bitstream.SECTION_ENTROPY]
+    levels = contents.latent_context.shape[0]
+    assert entropy[groups] == levels
+    old = contents.latent_context.reshape(levels, -1, 2, PATTERN_PARAMETERS)[..., :3]
+    stored = np.asarray(old, dtype="<f2").tobytes()
+    levels_byte = bytes([levels]) if keep_levels_byte else b""
+    sections[bitstream.SECTION_ENTROPY] = entropy[:groups] + levels_byte + stored
+    body = bitstream._PREFIX.pack(bitstream.MAGIC, version, len(header)) + header
+    for tag, payload in sections.items():
+        body += bitstream._SECTION.pack(tag, len(payload)) + payload
+    return _with_crc(body)
+
+
+def test_version_3_file_is_read_with_no_cross_channel_term() -> None:
+    """Version 3 is version 4 without g: three context numbers per pattern."""
+    pixels = np.random.default_rng(5).integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
+    data = _without_cross_channel_term(encode(pixels, ccnn.make_config("fast", quality=3, steps=20)).data)
+    old = _restamped(data, 3, keep_levels_byte=True)
+    levels, channels, _ = bitstream.unpack(data).latent_context.shape
+    assert len(old) - len(data) == levels * channels * (6 * 2 - 8)  # 6 float16 against 8 int8
+    assert bitstream.read_info(old).version == 3
+    assert np.array_equal(ccnn.decompress(old), ccnn.decompress(data))
 
 
 def test_version_2_file_is_read() -> None:
@@ -107,24 +151,16 @@ def test_version_2_file_is_read() -> None:
     pixels = np.random.default_rng(3).integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
     config = ccnn.make_config("fast", quality=3, steps=20)
     config = dataclasses.replace(config, context_levels=1)
-    data = encode(pixels, config).data
+    data = _without_cross_channel_term(encode(pixels, config).data)
     contents = bitstream.unpack(data)
     assert contents.latent_context is not None and contents.latent_context.shape[0] == 1
-    # drop the levels byte in front of the context parameters, and stamp version 2
-    _, header, sections = bitstream._split(data)
-    groups = contents.spec.latent_channels * bitstream._GROUP.size
-    entropy = sections[bitstream.SECTION_ENTROPY]
-    assert entropy[groups] == 1
-    sections[bitstream.SECTION_ENTROPY] = entropy[:groups] + entropy[groups + 1 :]
-    body = bitstream._PREFIX.pack(bitstream.MAGIC, 2, len(header)) + header
-    for tag, payload in sections.items():
-        body += bitstream._SECTION.pack(tag, len(payload)) + payload
-    assert np.array_equal(ccnn.decompress(_with_crc(bytes(body))), ccnn.decompress(data))
+    old = _restamped(data, 2, keep_levels_byte=False)
+    assert np.array_equal(ccnn.decompress(old), ccnn.decompress(data))
 
 
 def test_absurd_context_levels_refused(encoded: ccnn.EncodeResult) -> None:
     contents = bitstream.unpack(encoded.data)
-    levels = np.zeros((40, contents.spec.latent_channels, 6))
+    levels = np.zeros((40, contents.spec.latent_channels, CONTEXT_PARAMETERS))
     with pytest.raises(LimitError, match="context levels"):
         bitstream.unpack(bitstream.pack(dataclasses.replace(contents, latent_context=levels)))
 
@@ -149,3 +185,13 @@ def test_context_flag_in_version_1_refused(encoded: ccnn.EncodeResult) -> None:
 def test_context_flag_on_byte_latent_refused(encoded: ccnn.EncodeResult) -> None:
     with pytest.raises(FormatError, match="byte latent"):
         ccnn.decompress(_rewrite_header(encoded.data, mode=0))
+
+
+def test_context_off_the_stored_grid_refused(encoded: ccnn.EncodeResult) -> None:
+    """pack stores context parameters as int8 steps; a value between steps would decode wrongly."""
+    contents = bitstream.unpack(encoded.data)
+    assert contents.latent_context is not None
+    context = contents.latent_context.copy()
+    context[0, 0, 0] += 1 / 256
+    with pytest.raises(ValueError, match="grid"):
+        bitstream.pack(dataclasses.replace(contents, latent_context=context))

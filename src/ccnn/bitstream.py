@@ -22,16 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import LayerSpec
-from .entropy import CONTEXT_PARAMETERS, MAX_CONTEXT_LEVELS, GroupModel
+from .entropy import CONTEXT_PARAMETERS, MAX_CONTEXT_LEVELS, GroupModel, context_from_ints, context_to_ints
 from .errors import FormatError, LimitError
 from .imageio import MAX_PIXELS, MAX_SIDE
 from .model import DecoderSpec
 
 MAGIC = b"CCNN"
-FORMAT_VERSION = 3
-#: Versions this reader decodes: version 1 is version 2 without the spatial-context flag, and
-#: version 2 is version 3 with one context level that the file does not state.
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+#: Versions this reader decodes: version 1 is version 2 without the spatial-context flag,
+#: version 2 is version 3 with one context level that the file does not state, and version 3
+#: is version 4 without the cross-channel term of the context model (three parameters per
+#: pattern instead of four; it reads as g = 0).
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 SECTION_WEIGHTS = 1
 SECTION_ENTROPY = 2
@@ -173,8 +175,11 @@ def pack(contents: CCNNFile) -> bytes:
     entropy = b"".join(_pack_group(model) for model in contents.latent_models)
     if spec.latent_context:
         assert contents.latent_context is not None
+        ints = context_to_ints(contents.latent_context)
+        if not np.array_equal(context_from_ints(ints), contents.latent_context):
+            raise ValueError("context parameters must lie on the grid the file stores (see stored_context)")
         entropy += _CONTEXT_LEVELS.pack(contents.latent_context.shape[0])
-        entropy += np.asarray(contents.latent_context, dtype="<f2").tobytes()
+        entropy += ints.tobytes()
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
     for tag, payload in (
         (SECTION_WEIGHTS, weights),
@@ -349,11 +354,18 @@ def unpack(data: bytes) -> CCNNFile:
             rest = rest[_CONTEXT_LEVELS.size :]
             if not 1 <= levels <= MAX_CONTEXT_LEVELS:
                 raise LimitError(f"file claims {levels} context levels (1..{MAX_CONTEXT_LEVELS})")
-        size = levels * spec.latent_channels * CONTEXT_PARAMETERS * 2
+        # version 4: 8 int8 numbers per level and channel; before: 6 float16 numbers (no g)
+        stored, dtype = (CONTEXT_PARAMETERS, "i1") if version >= 4 else (CONTEXT_PARAMETERS - 2, "<f2")
+        size = levels * spec.latent_channels * stored * np.dtype(dtype).itemsize
         if len(rest) < size:
             raise FormatError("file is corrupted (entropy model section too short)")
-        context = np.frombuffer(rest[:size], dtype="<f2").astype(np.float64)
-        context = context.reshape(levels, spec.latent_channels, CONTEXT_PARAMETERS)
+        numbers = np.frombuffer(rest[:size], dtype=dtype)
+        if version >= 4:
+            context = context_from_ints(numbers.reshape(levels, spec.latent_channels, CONTEXT_PARAMETERS))
+        else:
+            old = numbers.astype(np.float64).reshape(levels, spec.latent_channels, 2, stored // 2)
+            context = np.concatenate([old, np.zeros_like(old[..., :1])], axis=-1)
+            context = context.reshape(levels, spec.latent_channels, CONTEXT_PARAMETERS)
         if not np.all(np.isfinite(context)):
             raise FormatError("file is corrupted (invalid context model parameters)")
         rest = rest[size:]
