@@ -8,6 +8,7 @@ import torch
 
 from ccnn.entropy import (
     CONTEXT_PARAMETERS,
+    PATTERN_PARAMETERS,
     GroupModel,
     LatentEntropyModel,
     context_phases,
@@ -138,7 +139,7 @@ def test_cross_channel_activity_saves_bits_when_channels_are_busy_together() -> 
             optimizer.step()
             if not shared:
                 with torch.no_grad():
-                    model.context_weights[..., 3] = 0.0
+                    model.context_weights[..., PATTERN_PARAMETERS - 1] = 0.0  # g
         context = model.stored_context()
         assert context is not None
         models = model.group_models(latent)
