@@ -235,7 +235,10 @@ PRESETS: dict[str, CodecConfig] = {
     # fast on kodim01/05/08/12/15/19/20/23 (docs/results/kodak-fast-subset8, bfcd43f): PSNR
     # loss -30.0% against JPEG; a scratch run with the squared error at the same code -21.7%
     "fast": _rd("fast", 3000, 13.5, "psnr", description="rate-distortion network, short training"),
-    "default": _rd("default", 16000, 90.0, "psnr", description="rate-distortion network"),
+    # default: 110 s rather than 90 s because training time still buys quality (180 s against
+    # 90 s: +0.35 dB on kodim23 q5, 12 q6, 15 q3, 08 q6 over their own curves), and encoding
+    # stays under the 120 s budget (the work beyond the training budget took <= 5.2 s per image)
+    "default": _rd("default", 16000, 110.0, "psnr", description="rate-distortion network"),
 }
 
 

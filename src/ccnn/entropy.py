@@ -25,14 +25,15 @@ The last term (format version 4) uses that the latent's channels are busy in the
 four neighbours of one channel are a noisy estimate of the local activity, those of all
 channels a much better one. On eight 30 s latents trained with it (kodim01/20 quality 1, 15/08
 q3, 23/05 q5, 12 q6, 19 q8), the entropy model refitted with g held at 0 needs 1.0% to 10.7%
-more latent bits (4.5% on average) than with g. On the decoder's
-side the neighbours are decoded integers, the means are exact float64 divisions of integer
-sums, the location is rounded to quarters and log2(scale) to eighths before constriction sees
-them: the scale is looked up in a fixed table, so encoder and decoder hand identical
-parameters to the coder. Measured on two 60 s latents
-(kodim08, kodim23 at quality 5) fitted after the fact, one level saved 5% and 19% of the
-latent's bits; a second level, on 40 s latents fitted after the fact (kodim01 at quality 1,
-kodim23 at quality 5), saved another 2% and 9% net of its parameters.
+more latent bits (4.5% on average) than with g.
+
+On the decoder's side the neighbours are decoded integers, the means are exact float64
+divisions of integer sums, the location is rounded to quarters and log2(scale) to eighths
+before constriction sees them: the scale is looked up in a fixed table, so encoder and decoder
+hand identical parameters to the coder. Measured on two 60 s latents (kodim08, kodim23 at
+quality 5) fitted after the fact, one level saved 5% and 19% of the latent's bits; a second
+level, on 40 s latents fitted after the fact (kodim01 at quality 1, kodim23 at quality 5),
+saved another 2% and 9% net of its parameters.
 """
 
 from __future__ import annotations
