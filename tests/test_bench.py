@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from ccnn.bench.bdrate import Pchip, bd_psnr, bd_rate, quality_at_rate
-from ccnn.bench.codecs import CLASSICAL, CcnnCodec, JpegCodec, psnr_at_size
+from ccnn.bench.codecs import CLASSICAL, CcnnCodec, Codec, JpegCodec, psnr_at_size
+from ccnn.bench.report import Curve, bd_row, bd_table, side_share_at_rate
 from ccnn.bench.reproduce import Comparison, time_to_reach, verdict_extremes
 from ccnn.bench.run import BenchImage, measurement_key
 from ccnn.metrics import ms_ssim, ms_ssim_min_side, psnr
@@ -79,6 +80,29 @@ def test_quality_at_rate() -> None:
     assert 31.0 < quality_at_rate(ANCHOR_RATE, ANCHOR_PSNR, 0.7) < 34.0
     assert quality_at_rate(ANCHOR_RATE, ANCHOR_PSNR, 0.05) is None
     assert quality_at_rate(ANCHOR_RATE, ANCHOR_PSNR, 3.0) is None
+
+
+def _curve(name: str, bpp: list[float], psnr: list[float], shares: list[float | None]) -> Curve:
+    n = len(bpp)
+    codec = Codec(name=name, label=name.upper())
+    return Curve(codec, list(range(n)), bpp, psnr, [None] * n, [0.0] * n, [0.0] * n, [], shares)
+
+
+def test_bd_row_pivots_the_anchor_table_and_shares_read_off_like_psnr() -> None:
+    half = [r / 2 for r in ANCHOR_RATE]
+    curves = {
+        "a": _curve("a", ANCHOR_RATE, ANCHOR_PSNR, [None] * 5),
+        "b": _curve("b", half, ANCHOR_PSNR, [0.4, 0.3, 0.2, 0.1, 0.05]),
+    }
+    row = bd_row(curves["a"], curves["b"])
+    assert row["bd_rate"] == pytest.approx(-50.0) and row["bd_rate_ms_ssim"] is None
+    assert bd_table(curves, "a") == [row]
+    assert bd_row(curves["b"], curves["a"])["bd_rate"] == pytest.approx(100.0)
+    share = curves["b"]
+    assert side_share_at_rate(share, half[2]) == pytest.approx(0.2)
+    assert 0.2 < side_share_at_rate(share, 0.2) < 0.3  # between the points at 0.125 and 0.25 bpp
+    assert side_share_at_rate(share, 2.0) is None  # beyond the curve
+    assert side_share_at_rate(curves["a"], 0.5) is None  # no shares known
 
 
 def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:

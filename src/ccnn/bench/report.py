@@ -147,26 +147,33 @@ def _fmt(value: float | None, spec: str, empty: str = "—") -> str:
     return empty if value is None else format(value, spec)
 
 
+def bd_row(base: Curve, curve: Curve) -> dict[str, Any]:
+    """BD-rate (PSNR and MS-SSIM), BD-PSNR and PSNR overlap of ``curve`` against ``base``."""
+    ms_ok = all(v is not None for v in curve.ms_ssim_db + base.ms_ssim_db)
+    return {
+        "codec": curve.codec.name,
+        "anchor": base.codec.name,
+        "bd_rate": bd_rate(base.bpp, base.psnr, curve.bpp, curve.psnr),
+        "bd_psnr": bd_psnr(base.bpp, base.psnr, curve.bpp, curve.psnr),
+        "bd_rate_ms_ssim": bd_rate(base.bpp, base.ms_ssim_db, curve.bpp, curve.ms_ssim_db) if ms_ok else None,
+        "overlap": _overlap(base.psnr, curve.psnr),
+    }
+
+
 def bd_table(curves: dict[str, Curve], anchor: str) -> list[dict[str, Any]]:
     """BD-rate (PSNR and MS-SSIM) and BD-PSNR of every codec against ``anchor``'s curve."""
-    rows = []
-    base = curves[anchor]
-    for name, curve in curves.items():
-        if name == anchor:
-            continue
-        ms_ok = all(v is not None for v in curve.ms_ssim_db + base.ms_ssim_db)
-        rows.append(
-            {
-                "codec": name,
-                "bd_rate": bd_rate(base.bpp, base.psnr, curve.bpp, curve.psnr),
-                "bd_psnr": bd_psnr(base.bpp, base.psnr, curve.bpp, curve.psnr),
-                "bd_rate_ms_ssim": bd_rate(base.bpp, base.ms_ssim_db, curve.bpp, curve.ms_ssim_db)
-                if ms_ok
-                else None,
-                "overlap": _overlap(base.psnr, curve.psnr),
-            }
-        )
-    return rows
+    return [bd_row(curves[anchor], curve) for name, curve in curves.items() if name != anchor]
+
+
+def side_share_at_rate(curve: Curve, target: float) -> float | None:
+    """The not-latent share of the file at ``target`` bpp, read off like PSNR (PCHIP in log-bpp).
+
+    None where the curve has no shares or does not reach that rate.
+    """
+    known = [(b, s) for b, s in zip(curve.bpp, curve.side_share, strict=False) if s is not None]
+    if len(known) < 2:
+        return None
+    return quality_at_rate([b for b, _ in known], [s for _, s in known], target)
 
 
 def _overlap(a: list[float], b: list[float]) -> str:
@@ -265,6 +272,25 @@ def write_report(
                 f"| {_fmt(row['bd_psnr'], '+.2f')} dB | {_fmt(row['bd_rate_ms_ssim'], '+.1f')}% "
                 f"| {row['overlap']} |"
             )
+    ours = [curve for curve in curves.values() if any(v is not None for v in curve.side_share)]
+    for curve in ours:
+        others = [c for c in curves.values() if c is not curve and len(c.bpp) >= 2]
+        if len(curve.bpp) < 2 or not others:
+            continue
+        add("")
+        add(f"## {curve.codec.label} against every codec")
+        add("")
+        add("The same measure with each codec in turn as the anchor. Negative: ccnn needs fewer bits.")
+        add("")
+        add("| against | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | PSNR overlap |")
+        add("|---|---:|---:|---:|---|")
+        for other in others:
+            row = bd_row(other, curve)
+            add(
+                f"| {other.codec.label} | {_fmt(row['bd_rate'], '+.1f')}% "
+                f"| {_fmt(row['bd_psnr'], '+.2f')} dB | {_fmt(row['bd_rate_ms_ssim'], '+.1f')}% "
+                f"| {row['overlap']} |"
+            )
     add("")
     add("## PSNR-RGB at fixed rates")
     add("")
@@ -275,6 +301,20 @@ def write_report(
     for curve in curves.values():
         values = [quality_at_rate(curve.bpp, curve.psnr, b) for b in REPORT_BPPS]
         add(f"| {curve.codec.label} | " + " | ".join(_fmt(v, ".2f") for v in values) + " |")
+    if ours:
+        add("")
+        add("## Share of the file that is not latent, at fixed rates")
+        add("")
+        add(
+            "Header, decoder weights and entropy model, as a share of the whole file (mean of the "
+            "images per quality point), read off like PSNR above."
+        )
+        add("")
+        add("| codec | " + " | ".join(f"{b:g} bpp" for b in REPORT_BPPS) + " |")
+        add("|---|" + "---:|" * len(REPORT_BPPS))
+        for curve in ours:
+            shares = [side_share_at_rate(curve, b) for b in REPORT_BPPS]
+            add(f"| {curve.codec.label} | " + " | ".join(_fmt(v, ".1%") for v in shares) + " |")
     add("")
     add("## Averaged curves")
     for curve in curves.values():
