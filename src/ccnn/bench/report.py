@@ -75,7 +75,10 @@ def averaged_curves(outcome: Outcome) -> dict[str, Curve]:
             columns["ms"].append(_mean([r["ms_ssim"] for r in records]))
             columns["enc"].append(_mean([r["encode_seconds"] for r in records]))
             columns["dec"].append(_mean([r["decode_seconds"] for r in records]))
-            side = [1 - r["latent_bytes"] / r["bytes"] if r.get("latent_bytes") else None for r in records]
+            side = [
+                1 - r["latent_bytes"] / r["bytes"] if r.get("latent_bytes") is not None else None
+                for r in records
+            ]
             columns["side"].append(_mean(side))
         curves[codec.name] = Curve(
             codec,
