@@ -155,7 +155,6 @@ def bd_row(base: Curve, curve: Curve) -> dict[str, Any]:
     ms_ok = all(v is not None for v in curve.ms_ssim_db + base.ms_ssim_db)
     return {
         "codec": curve.codec.name,
-        "anchor": base.codec.name,
         "bd_rate": bd_rate(base.bpp, base.psnr, curve.bpp, curve.psnr),
         "bd_psnr": bd_psnr(base.bpp, base.psnr, curve.bpp, curve.psnr),
         "bd_rate_ms_ssim": bd_rate(base.bpp, base.ms_ssim_db, curve.bpp, curve.ms_ssim_db) if ms_ok else None,
@@ -166,6 +165,14 @@ def bd_row(base: Curve, curve: Curve) -> dict[str, Any]:
 def bd_table(curves: dict[str, Curve], anchor: str) -> list[dict[str, Any]]:
     """BD-rate (PSNR and MS-SSIM) and BD-PSNR of every codec against ``anchor``'s curve."""
     return [bd_row(curves[anchor], curve) for name, curve in curves.items() if name != anchor]
+
+
+def _bd_cells(row: dict[str, Any]) -> str:
+    """A :func:`bd_row` as the cells after the codec's name in the report's BD tables."""
+    return (
+        f"| {_fmt(row['bd_rate'], '+.1f')}% | {_fmt(row['bd_psnr'], '+.2f')} dB "
+        f"| {_fmt(row['bd_rate_ms_ssim'], '+.1f')}% | {row['overlap']} |"
+    )
 
 
 def side_share_at_rate(curve: Curve, target: float) -> float | None:
@@ -270,11 +277,7 @@ def write_report(
         add("| codec | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | PSNR overlap |")
         add("|---|---:|---:|---:|---|")
         for row in bd_table(curves, anchor):
-            add(
-                f"| {curves[row['codec']].codec.label} | {_fmt(row['bd_rate'], '+.1f')}% "
-                f"| {_fmt(row['bd_psnr'], '+.2f')} dB | {_fmt(row['bd_rate_ms_ssim'], '+.1f')}% "
-                f"| {row['overlap']} |"
-            )
+            add(f"| {curves[row['codec']].codec.label} " + _bd_cells(row))
     ours = [curve for curve in curves.values() if any(v is not None for v in curve.side_share)]
     for curve in ours:
         others = [c for c in curves.values() if c is not curve and len(c.bpp) >= 2]
@@ -288,12 +291,7 @@ def write_report(
         add("| against | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | PSNR overlap |")
         add("|---|---:|---:|---:|---|")
         for other in others:
-            row = bd_row(other, curve)
-            add(
-                f"| {other.codec.label} | {_fmt(row['bd_rate'], '+.1f')}% "
-                f"| {_fmt(row['bd_psnr'], '+.2f')} dB | {_fmt(row['bd_rate_ms_ssim'], '+.1f')}% "
-                f"| {row['overlap']} |"
-            )
+            add(f"| {other.codec.label} " + _bd_cells(bd_row(other, curve)))
     add("")
     add("## PSNR-RGB at fixed rates")
     add("")
