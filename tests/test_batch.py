@@ -80,15 +80,21 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def assert_consistent(out: Path) -> None:
-    """Every output decodes and is listed with its checksum; no temporary file is left."""
+def assert_consistent(out: Path, killed: bool = False) -> None:
+    """Every output decodes and is listed with its checksum; no temporary file is left.
+
+    After a SIGKILL (``killed``) a write may have been cut between its temporary file and the
+    rename: the hidden ``.<name>.<random>.tmp`` may remain (the next run removes it), but no
+    output is partial.
+    """
     rows = read_manifest(out / "manifest.csv")
     listed = {row["output"]: row for row in rows.values() if row["status"] == "ok"}
     for name, data in outputs(out).items():
         assert name in listed, name
         assert sha(data) == listed[name]["sha256"], name
         ccnn.decompress(data)
-    assert not [p for p in out.rglob("*.tmp")]
+    if not killed:
+        assert not [p for p in out.rglob("*.tmp")]
 
 
 def test_folder_with_a_corrupt_file(folder: Path, reference: Path, tmp_path: Path, capsys) -> None:
@@ -232,7 +238,7 @@ def test_killed_midway_then_rerun(folder: Path, reference: Path, tmp_path: Path)
     process.communicate()
     done = outputs(out)
     assert 1 <= len(done) < 4
-    assert_consistent(out)
+    assert_consistent(out, killed=True)
     # the rerun keeps what was finished and makes the rest: the same bytes as an uninterrupted run
     assert main(["batch", "compress", str(folder), str(out), "--jobs", "1", "--threads", "1", *FLAGS]) == 1
     assert outputs(out) == outputs(reference)
