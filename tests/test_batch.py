@@ -354,3 +354,16 @@ def test_clashing_output_names(tmp_path: Path) -> None:
     assert (summary.done, summary.failed) == (0, 2)
     assert "output x.ccnn would also be made from x.png" in dict(summary.failures)["x.bmp"]
     assert not (tmp_path / "out" / "x.ccnn").exists()
+
+
+def test_stale_temporaries_of_our_outputs_are_removed(folder: Path, reference: Path, tmp_path: Path) -> None:
+    """What a killed run leaves (``.<output>.<random>.tmp``) goes; anyone else's file stays."""
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    ours = out / "sub" / ".b.ccnn.k3x9q1.tmp"
+    theirs = [out / ".notes.txt.k3x9q1.tmp", out / "sub" / "b.ccnn.tmp"]
+    for path in (ours, *theirs):
+        path.write_bytes(b"partial")
+    assert main(["batch", "compress", str(folder), str(out), "--jobs", "1", "--threads", "1", *FLAGS]) == 1
+    assert not ours.exists() and all(path.read_bytes() == b"partial" for path in theirs)
+    assert outputs(out) == {**outputs(reference), "sub/b.ccnn.tmp": b"partial"}
