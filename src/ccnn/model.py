@@ -48,9 +48,14 @@ def restore_layer(x: torch.Tensor, weight: torch.Tensor, spec: LayerSpec) -> tor
 
     The bias is left to the caller, so the exact decoder can add it on its own grid.
     """
+    before, after = _padding(spec)
+    if before == after and spec.kernel >= spec.stride:
+        # the transposed convolution's own padding crops the same rows and columns, and
+        # training's backward pass then has no slice to scatter back (a whole-image step of
+        # the fine network on kodim23, 1 thread: 58.8 -> 49.4 ms)
+        return F.conv_transpose2d(x, weight, stride=spec.stride, padding=before)
     h, w = x.shape[-2:]
     y = F.conv_transpose2d(x, weight, stride=spec.stride)
-    before, _ = _padding(spec)
     out_h, out_w = h * spec.stride, w * spec.stride
     short_h = max(out_h + before - y.shape[-2], 0)
     short_w = max(out_w + before - y.shape[-1], 0)
@@ -92,6 +97,7 @@ class CCNN(nn.Module):
 
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         """Image in 0..1 (N, C, H, W) -> continuous latent in latent units (N, L, H/S, W/S)."""
+        x = x.contiguous(memory_format=torch.channels_last)
         layers = len(self.config.encoder)
         for i, spec in enumerate(self.config.encoder):
             x = compress_layer(x, self.encoder_weights[i], self.encoder_biases[i], spec)
@@ -104,6 +110,9 @@ class CCNN(nn.Module):
     def restore(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent in latent units -> image in 0..1 (not yet clamped or rounded)."""
         x = latent / 255.0 if self.config.latent_mode == "uint8" else latent
+        # channels-last convolutions are faster on CPU: a whole-image step of the fine network
+        # on kodim23, 1 thread, 70.7 -> 58.8 ms; the exact decoder keeps its own path
+        x = x.contiguous(memory_format=torch.channels_last)
         layers = len(self.config.decoder)
         for i, spec in enumerate(self.config.decoder):
             x = restore_layer(x, self.decoder_weights[i], spec)
