@@ -97,8 +97,13 @@ class EncodeResult:
     encode_seconds: float
 
 
-def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 150) -> None:
-    """Fit the entropy model to the actual integer latent (cheap: a few numbers per channel)."""
+def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 50) -> None:
+    """Fit the entropy model to the actual integer latent (cheap: a few numbers per channel).
+
+    50 steps: on kodim01 after `fast` training, the coded latent shrinks 8% at quality 1 (2956
+    -> 2720 bytes) and 0.5% at quality 5, all of it within 50 steps (150 steps gave the same
+    bytes) and most within 20; the 100 steps dropped saved 0.55 s of a 15 s encode.
+    """
     symbols = torch.from_numpy(latent.astype(np.float32))[None]
     optimizer = torch.optim.Adam(entropy.parameters(), lr=0.05)
     for _ in range(steps):
