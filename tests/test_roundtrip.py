@@ -102,3 +102,13 @@ def test_each_layer_gets_its_own_weight_precision() -> None:
         return sum((p - o) ** 2 + 0.1 * p for p, o in zip(precisions, optima))
 
     assert _search_precisions(cost, 3) == optima
+
+
+def test_default_preset_trains_through_soft_rounding(crop: np.ndarray) -> None:
+    """The default preset's whole-image phase (soft rounding, then hard) codes what it trained."""
+    assert ccnn.PRESETS["default"].soft_rounding is not None
+    first = ccnn.compress_image(crop, "default", quality=3, steps=400, seed=3)
+    second = ccnn.compress_image(crop, "default", quality=3, steps=400, seed=3)
+    assert first.data == second.data
+    assert np.array_equal(ccnn.decompress(first.data), first.decoded)
+    assert first.psnr > 25.0  # 29.95 dB when written

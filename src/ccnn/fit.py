@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .config import CodecConfig
 from .entropy import LatentEntropyModel
 from .model import CCNN, DecoderSpec
-from .quantize import add_noise, round_ste, saturate_byte
+from .quantize import add_noise, round_ste, saturate_byte, soft_round_noise
 
 #: Whole-image evaluations (best-state tracking, divergence checks, progress PSNR) come every
 #: this many steps: counted in steps, not seconds, so that a seeded run whose step budget binds
@@ -82,15 +82,22 @@ def image_tensor(pixels: np.ndarray, multiple: int) -> torch.Tensor:
 
 
 def quantize_for_training(
-    latent: torch.Tensor, config: CodecConfig, hard: bool
+    latent: torch.Tensor, config: CodecConfig, hard: bool, temperature: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latent fed to the restoring network, latent fed to the rate model) for one step."""
+    """(latent fed to the restoring network, latent fed to the rate model) for one step.
+
+    ``temperature`` (the whole-image phase of a config with ``soft_rounding``) trains through
+    soft rounding with noise instead of plain noise.
+    """
     if config.latent_mode == "uint8":
         coded = saturate_byte(latent)
         return coded, coded.detach()
     if hard:
         rounded = round_ste(latent)
         return rounded, rounded
+    if temperature is not None:
+        soft = soft_round_noise(latent, temperature)
+        return soft, soft
     noisy = add_noise(latent)
     return noisy, noisy
 
@@ -103,13 +110,14 @@ def rd_loss(
     config: CodecConfig,
     hard: bool,
     squared_error: bool = False,
+    temperature: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, mse, bpp) of ``latent`` restored against ``target``, the loss by :func:`rd_objective`.
 
     The crop phase passes the compressing network's latent of a batch of crops, the refine
     phase the free whole-image latent.
     """
-    restored_in, rate_in = quantize_for_training(latent, config, hard)
+    restored_in, rate_in = quantize_for_training(latent, config, hard, temperature)
     restored = model.restore(restored_in)
     mse = torch.mean((restored - target) ** 2)
     bpp = entropy.bits(rate_in) / (target.shape[0] * target.shape[-2] * target.shape[-1])
@@ -251,7 +259,7 @@ def fit(
         hard_fraction: float,
         eval_interval: int,
         batch: Callable[[], torch.Tensor],
-        loss_of: Callable[[torch.Tensor, bool], torch.Tensor],
+        loss_of: Callable[[torch.Tensor, bool, float], torch.Tensor],
     ) -> None:
         """Adam with warm-up and a cosine schedule, divergence rollback and periodic evaluation."""
         nonlocal step
@@ -269,7 +277,7 @@ def fit(
             cosine = 0.5 * (1 + math.cos(math.pi * fraction))
             for group, base in zip(optimizer.param_groups, learning_rates):
                 group["lr"] = base * lr_scale * warmup * (0.05 + 0.95 * cosine)
-            loss = loss_of(batch(), hard)
+            loss = loss_of(batch(), hard, fraction)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -283,7 +291,7 @@ def fit(
                 lr_scale *= 0.5
             report(f"{phase}, hard rounding" if hard else phase)
 
-    def crop_loss(batch: torch.Tensor, hard: bool) -> torch.Tensor:
+    def crop_loss(batch: torch.Tensor, hard: bool, fraction: float) -> torch.Tensor:
         return rd_loss(model, entropy, model.analyse(batch), batch, config, hard, squared_error=True)[0]
 
     evaluate()
@@ -311,8 +319,13 @@ def fit(
         refine_params = [latent_param, *decoder_params, *entropy.parameters()]
         rates = [config.refine_latent_lr] + [config.refine_learning_rate] * (len(refine_params) - 1)
 
-        def refine_loss(target: torch.Tensor, hard: bool) -> torch.Tensor:
-            return rd_loss(model, entropy, latent_param, target, config, hard)[0]
+        def refine_loss(target: torch.Tensor, hard: bool, fraction: float) -> torch.Tensor:
+            temperature = None
+            if config.soft_rounding is not None:
+                start_t, end_t = config.soft_rounding
+                progress = min(fraction / max(1.0 - config.hard_rounding_fraction, 1e-9), 1.0)
+                temperature = start_t + (end_t - start_t) * progress
+            return rd_loss(model, entropy, latent_param, target, config, hard, temperature=temperature)[0]
 
         run_phase(
             "refine",

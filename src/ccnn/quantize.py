@@ -1,13 +1,15 @@
 """Quantization of the latent while training and at the end, and of the decoder's weights.
 
 While training, the latent's rounding is replaced by a differentiable stand-in: additive
-uniform noise for the rate term (the expected-rate proxy of Ballé et al.) and straight-through
-rounding for the distortion term, then straight-through for both in a final hard-rounding
-phase so that what is optimised is what is coded. The poster's byte latent is a saturating
-cast to 0..255, made differentiable the same way.
+uniform noise (the expected-rate proxy of Ballé et al.) on crops, soft rounding with noise on
+the whole image in the default preset (:func:`soft_round_noise`), then straight-through
+rounding in a final hard-rounding phase so that what is optimised is what is coded. The
+poster's byte latent is a saturating cast to 0..255, made differentiable the same way.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -21,6 +23,27 @@ MAX_SYMBOL = (1 << 15) - 1
 def round_ste(x: torch.Tensor) -> torch.Tensor:
     """Round to integers in the forward pass, identity gradient in the backward pass."""
     return x + (torch.round(x) - x).detach()
+
+
+def soft_round(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Differentiable rounding of Agustsson & Theis: the identity as the temperature grows,
+    rounding as it falls to 0, always continuous and passing through every half-integer."""
+    middle = torch.floor(x) + 0.5
+    return middle + 0.5 * torch.tanh((x - middle) / temperature) / math.tanh(0.5 / temperature)
+
+
+def soft_round_noise(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """soft_round(soft_round(x) + uniform noise): the whole-image training proxy for rounding.
+
+    As in C3 and Cool-chic 3: plain additive noise trains the restoring network on inputs
+    spread over a whole unit around each value, while rounding gives it integers; soft rounding
+    on both sides of the noise pulls the values the network sees towards the integers as the
+    temperature falls, so that the final hard-rounding phase has less to undo. With the default
+    preset (110 s, temperature 0.3 to 0.1) it gained, over plain noise at the same bpp, 0.11 dB
+    per point on kodim01/05/12/15/20/23 at qualities 3 and 8 and 0.18 dB on kodim02/04/07/10/17/
+    21 at quality 5 (15 of 18 points better; see ``config.CodecConfig.soft_rounding``).
+    """
+    return soft_round(soft_round(x, temperature) + torch.rand_like(x) - 0.5, temperature)
 
 
 def add_noise(x: torch.Tensor) -> torch.Tensor:
