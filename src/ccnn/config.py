@@ -254,7 +254,8 @@ PRESETS: dict[str, CodecConfig] = {
     # stays under the 120 s budget (the work beyond the training budget took <= 5.2 s per image)
     # soft rounding in the whole-image phase, against plain noise at the same bpp: +0.11 dB per
     # point on kodim01/05/12/15/20/23 at q3 and q8 (10 of 12 better; kodim23 -0.39/-0.42 dB),
-    # +0.18 dB on kodim02/04/07/10/17/21 at q5 (5 of 6); for `fast` it changed nothing
+    # +0.18 dB on kodim02/04/07/10/17/21 at q5 (5 of 6), +0.31 dB on the other 12 at q5 (10 of
+    # 12; that run got 4-9% more steps than its baseline); for `fast` it changed nothing
     # (-0.00 dB over 19 points of kodim01/05/12/15/20/23 at q1/3/5/8, from -0.76 to +0.82)
     "default": _rd(
         "default", 16000, 110.0, "psnr", description="rate-distortion network", soft_rounding=(0.3, 0.1)
