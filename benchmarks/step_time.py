@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ccnn.config import make_config
 from ccnn.entropy import LatentEntropyModel
 from ccnn.fit import _crop_batch, image_tensor, rd_loss
+from ccnn.imageio import load_image
 from ccnn.model import CCNN
 
 
@@ -61,7 +61,7 @@ def network_times(pixels: np.ndarray, quality: int, block_psnr: float) -> tuple[
 def main() -> None:
     torch.set_num_threads(1)
     path = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/kodak/kodim23.png"
-    pixels = np.asarray(Image.open(path).convert("RGB"))
+    pixels = load_image(path)
     # quality 8 gets the fine network, 5 with a smooth image's block PSNR medium, 1 small
     for quality, block_psnr in ((8, 10.0), (5, 30.0), (1, 10.0)):
         width, refine, crop = network_times(pixels, quality, block_psnr)

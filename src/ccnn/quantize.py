@@ -44,7 +44,7 @@ def soft_round_noise(x: torch.Tensor, temperature: float) -> torch.Tensor:
     and 0.31 dB on the other twelve Kodak images at quality 5 (25 of 30 points better; see
     ``config.PRESETS``).
     """
-    return soft_round(soft_round(x, temperature) + torch.rand_like(x) - 0.5, temperature)
+    return soft_round(add_noise(soft_round(x, temperature)), temperature)
 
 
 def add_noise(x: torch.Tensor) -> torch.Tensor:
