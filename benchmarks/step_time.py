@@ -47,8 +47,11 @@ def network_times(pixels: np.ndarray, quality: int, block_psnr: float) -> tuple[
     latent = torch.nn.Parameter(model.analyse(x).detach().clone().contiguous())
     rng = np.random.default_rng(0)
 
+    # the default preset's whole-image steps train through soft rounding (its first temperature)
+    temperature = config.soft_rounding[0] if config.soft_rounding else None
+
     def refine() -> None:
-        rd_loss(model, entropy, latent, x, config, False)[0].backward()
+        rd_loss(model, entropy, latent, x, config, False, temperature=temperature)[0].backward()
 
     def crop() -> None:
         batch = _crop_batch(x, config.crop_size, config.crops_per_step, rng)
