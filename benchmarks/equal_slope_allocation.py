@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ccnn.bench.bdrate import Pchip, bd_rate
-from ccnn.config import QUALITY_SLOPES
+from ccnn.settings import QUALITY_SLOPES
 
 Curve = tuple[np.ndarray, np.ndarray]  # mean bpp, mean PSNR
 

@@ -15,11 +15,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ccnn.config import make_config
-from ccnn.entropy import LatentEntropyModel
-from ccnn.fit import _crop_batch, image_tensor, rd_loss
+from ccnn.encoder.entropy_model import LatentEntropyModel
+from ccnn.encoder.model import CCNN
+from ccnn.encoder.train import _crop_batch, image_tensor, rd_loss
 from ccnn.imageio import load_image
-from ccnn.model import CCNN
+from ccnn.settings import make_config
 
 
 def best_ms(step: Callable[[], None], repeats: int) -> float:

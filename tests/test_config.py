@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ccnn.config import make_config
 from ccnn.metrics import block_mean_psnr
+from ccnn.settings import make_config
 
 from .conftest import kodak_crop
 
@@ -46,7 +46,7 @@ def test_rd_objective_prices_a_db_for_psnr_presets_and_squared_error_otherwise()
 
     import torch
 
-    from ccnn.fit import rd_objective
+    from ccnn.encoder.train import rd_objective
 
     default = make_config("default", quality=5)
     paper = make_config("paper")
@@ -68,7 +68,7 @@ def test_rd_objective_prices_a_db_for_psnr_presets_and_squared_error_otherwise()
 def test_every_quality_level_has_a_slope_and_a_lambda_that_grow_with_it() -> None:
     from itertools import pairwise
 
-    from ccnn.config import MAX_QUALITY, QUALITY_LAMBDAS, QUALITY_SLOPES
+    from ccnn.settings import MAX_QUALITY, QUALITY_LAMBDAS, QUALITY_SLOPES
 
     assert len(QUALITY_SLOPES) == len(QUALITY_LAMBDAS) == MAX_QUALITY >= 6
     assert all(a < b for a, b in pairwise(QUALITY_SLOPES))

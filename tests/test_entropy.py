@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from ccnn.entropy import (
-    _DIAGONAL,
-    _DIRECT,
+from ccnn.encoder.entropy_model import LatentEntropyModel, _laplace_bits, _neighbour_total
+from ccnn.errors import FormatError
+from ccnn.format.entropy import (
     CONTEXT_PARAMETERS,
+    DIAGONAL,
+    DIRECT,
     PATTERN_PARAMETERS,
     GroupModel,
-    LatentEntropyModel,
-    _laplace_bits,
-    _neighbour_total,
     context_phases,
     decode_groups,
     decode_latent,
@@ -22,7 +21,6 @@ from ccnn.entropy import (
     encode_latent,
     estimate_bits,
 )
-from ccnn.errors import FormatError
 
 
 def test_groups_roundtrip_and_rate() -> None:
@@ -179,7 +177,7 @@ def test_training_rate_is_the_discretised_laplace_and_keeps_its_gradient_in_the_
 
 def test_neighbour_totals_sum_the_pattern_inside_the_plane() -> None:
     plane = np.random.default_rng(5).integers(-9, 9, size=(2, 7, 9)).astype(np.float32)
-    for pattern in (_DIAGONAL, _DIRECT):
+    for pattern in (DIAGONAL, DIRECT):
         for distance in (1, 2, 4):
             got = _neighbour_total(torch.from_numpy(plane)[None], pattern, distance)[0].numpy()
             expected = np.zeros_like(plane)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import ccnn
-from ccnn import bitstream
-from ccnn.codec import encode
-from ccnn.entropy import CONTEXT_PARAMETERS, PATTERN_PARAMETERS, decode_latent, encode_latent
+from ccnn.encoder.encode import encode
 from ccnn.errors import FormatError, LimitError
+from ccnn.format import container as bitstream
+from ccnn.format.entropy import CONTEXT_PARAMETERS, PATTERN_PARAMETERS, decode_latent, encode_latent
 
 
 def _with_crc(body: bytes) -> bytes:

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ccnn.config import LayerSpec
-from ccnn.model import _padding, restore_layer
+from ccnn.encoder.model import restore_layer
+from ccnn.format.spec import LayerSpec
 
 
 @pytest.mark.parametrize(("kernel", "stride"), [(4, 2), (3, 2), (5, 1), (4, 1), (2, 4), (10, 4), (35, 8)])
@@ -20,7 +20,7 @@ def test_restore_layer_is_the_cropped_transposed_convolution(kernel: int, stride
     x = torch.randint(-50, 50, (1, 5, 7, 9), generator=generator).double()
     weight = torch.randint(-20, 20, (5, 3, kernel, kernel), generator=generator).double()
     full = F.conv_transpose2d(x, weight, stride=stride)
-    before, _ = _padding(spec)
+    before, _ = spec.padding
     height, width = 7 * stride, 9 * stride
     short_w, short_h = width + before - full.shape[-1], height + before - full.shape[-2]
     full = F.pad(full, (0, max(short_w, 0), 0, max(short_h, 0)))

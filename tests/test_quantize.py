@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ccnn.quantize import round_ste, soft_round, soft_round_noise
+from ccnn.encoder.quantize import round_ste, soft_round, soft_round_noise
 
 
 def test_soft_round_goes_from_identity_to_rounding() -> None:

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 import ccnn
-from ccnn.config import make_config
+from ccnn.encoder.model import CCNN
 from ccnn.metrics import psnr
-from ccnn.model import CCNN
+from ccnn.settings import make_config
 
 from .conftest import kodak_crop
 
@@ -50,7 +50,7 @@ def test_paper_preset_roundtrip_grayscale() -> None:
     result = ccnn.compress_image(gray, "paper", steps=40, seed=0)
     info = ccnn.read_info(result.data)
     assert info.channels == 1 and info.spec.latent_channels == 4  # D·λ with D=1, λ=4
-    assert info.spec.latent_mode == "uint8"
+    assert info.spec.latent_mode is ccnn.format.LatentMode.BYTE
     decoded = ccnn.decompress(result.data)
     assert decoded.shape == (40, 52, 1)
 
@@ -78,7 +78,7 @@ def test_same_seed_same_file(crop: np.ndarray) -> None:
 
 def test_weight_precision_search_finds_the_least_cost() -> None:
     """The walk from the start precision ends at the minimum of a cost that falls then rises."""
-    from ccnn.codec import _descend
+    from ccnn.encoder.encode import _descend
 
     for optimum in (1, 2, 4, 7, 10):
         calls: list[int] = []
@@ -94,7 +94,7 @@ def test_weight_precision_search_finds_the_least_cost() -> None:
 
 def test_each_layer_gets_its_own_weight_precision() -> None:
     """Per-layer precisions reach each layer's own optimum when the layers' costs add up."""
-    from ccnn.codec import _search_precisions
+    from ccnn.encoder.encode import _search_precisions
 
     optima = (3, 6, 2)
 

@@ -5,18 +5,23 @@ The public API::
     data = ccnn.compress("photo.png", preset="default", quality=4)   # -> bytes of a .ccnn file
     pixels = ccnn.decompress(data)                                   # -> uint8 H x W x C array
     info = ccnn.read_info(data)                                      # -> sizes, network, bpp
+
+Decoding (:func:`decompress`, :func:`read_info`) needs numpy and constriction only; torch is
+imported when something is first encoded.
 """
 
 from __future__ import annotations
 
-from .bitstream import FORMAT_VERSION, FileInfo
-from .bitstream import read_info as _read_info
-from .codec import EncodeResult, decode, encode
-from .config import MAX_QUALITY, PRESETS, CodecConfig, make_config
+import numpy as np
+
+from .encoder.result import EncodeResult, Progress, ProgressCallback
 from .errors import CCNNError, ConfigError, FormatError, ImageError, LimitError, OutputExistsError
-from .fit import Progress, ProgressCallback
+from .format import FORMAT_VERSION, FileInfo
+from .format import decode as _decode
+from .format import read_info as _read_info
 from .imageio import ImageLike, load_image
 from .metrics import block_mean_psnr
+from .settings import MAX_QUALITY, PRESETS, CodecConfig, make_config
 
 __version__ = "0.1.0"
 
@@ -58,6 +63,8 @@ def compress_image(
     device: str | None = None,
 ) -> EncodeResult:
     """Compress ``image`` (a path, a PIL image or a uint8 array) and return the bytes with measurements."""
+    from .encoder.encode import encode  # torch: imported on the first encode only
+
     pixels = load_image(image)
     config = make_config(
         preset,
@@ -80,9 +87,9 @@ def compress(image: ImageLike, preset: str = "default", **options) -> bytes:
     return compress_image(image, preset, **options).data
 
 
-def decompress(data: bytes | bytearray | memoryview) -> numpy.ndarray:  # noqa: F821
+def decompress(data: bytes | bytearray | memoryview) -> np.ndarray:
     """Decode the bytes of a .ccnn file into a uint8 array of shape H x W x C (C is 1 or 3)."""
-    return decode(bytes(data))
+    return _decode(bytes(data))
 
 
 def read_info(data: bytes | bytearray | memoryview) -> FileInfo:

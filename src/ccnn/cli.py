@@ -16,11 +16,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__, compress_image, decompress, read_info
-from .config import MAX_QUALITY, PRESETS
+from .encoder.result import Progress
 from .errors import CCNNError, ConfigError, FormatError
 from .files import check_writable, write_atomic
-from .fit import Progress
 from .imageio import encode_image
+from .settings import MAX_QUALITY, PRESETS
 
 
 class UsageError(Exception):

@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw
 
 from . import compress_image, decompress
 from .bench.codecs import JpegCodec, psnr_at_size
+from .encoder.result import ProgressCallback
 from .files import check_writable, write_atomic
-from .fit import ProgressCallback
 from .imageio import encode_image, load_image, to_pil
 from .metrics import bpp, psnr
 

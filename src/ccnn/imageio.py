@@ -21,13 +21,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 from .files import write_atomic
+from .format.spec import MAX_PIXELS, MAX_SIDE
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
-
-#: Largest image ccnn reads or decodes, in pixels (64 megapixels), and largest side.
-MAX_PIXELS = 1 << 26
-MAX_SIDE = 1 << 15
-
 
 def _check_size(width: int, height: int, source: str) -> None:
     if width < 1 or height < 1:

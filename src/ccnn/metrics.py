@@ -116,7 +116,7 @@ def block_mean_psnr(pixels: np.ndarray, block: int = 8) -> float:
     A measure of how much of the image lies in detail finer than a latent at stride ``block``
     can hold: a low value (Kodak's kodim08: 17 dB) marks a detailed image, a high one (kodim03:
     26 dB) a smooth one. The rate-distortion presets choose their network by it
-    (:func:`ccnn.config.rd_network`). Sides that are not a multiple of ``block`` are cropped;
+    (:func:`ccnn.settings.rd_network`). Sides that are not a multiple of ``block`` are cropped;
     an image smaller than one block counts as smooth (``inf``). The image is read in bands of
     block rows of about 2**20 values each, so that a large image is not copied whole to float64.
     """

@@ -22,9 +22,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..config import make_config
 from ..errors import CCNNError, ConfigError
 from ..files import write_atomic
+from ..settings import make_config
 from .manifest import MANIFEST_NAME, Manifest, Row, read_manifest
 from .runners import import_ray, pool_results, ray_results, serial_results
 from .work import Outcome, Task

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from .model import QuantizedTensor
+from ..format.spec import LatentMode, QuantizedTensor
 
 #: Largest magnitude of a coded integer (latent symbol or weight), so that symbols fit int16.
 MAX_SYMBOL = (1 << 15) - 1
@@ -57,9 +57,9 @@ def saturate_byte(x: torch.Tensor) -> torch.Tensor:
     return round_ste(torch.clamp(x, 0.0, 255.0))
 
 
-def quantize_latent(latent: torch.Tensor, mode: str) -> np.ndarray:
+def quantize_latent(latent: torch.Tensor, mode: LatentMode) -> np.ndarray:
     """The integer latent (L, h, w) that is written to the file."""
-    if mode == "uint8":
+    if mode is LatentMode.BYTE:
         ints = torch.clamp(torch.round(latent), 0, 255)
     else:
         ints = torch.clamp(torch.round(latent), -MAX_SYMBOL, MAX_SYMBOL)

@@ -2,7 +2,7 @@
 
 A preset is a complete :class:`CodecConfig`; command-line options override single fields
 through :func:`make_config`, which also range-checks them. Only the decoder half of a
-configuration travels in the file (see :mod:`ccnn.bitstream`); the rest steers the encoder.
+configuration travels in the file (see :mod:`ccnn.format.container`); the rest steers the encoder.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .errors import ConfigError
+from .format.spec import DecoderSpec, LatentMode, LayerSpec
 
 #: Rate-distortion trade-off of the rate-distortion presets per ``--quality`` level: the loss is
 #: bpp - slope * PSNR, the slope being what one dB of PSNR is worth in bits per pixel. Level 1
@@ -37,15 +40,6 @@ MAX_QUALITY = len(QUALITY_SLOPES)
 
 
 @dataclass(frozen=True)
-class LayerSpec:
-    """One (transposed) convolution: output channels, square kernel size and stride."""
-
-    channels: int
-    kernel: int
-    stride: int
-
-
-@dataclass(frozen=True)
 class CodecConfig:
     """Everything that decides what the encoder produces.
 
@@ -53,10 +47,10 @@ class CodecConfig:
     compressing layer's output, in pixel units) or ``"integer"`` for a rate-distortion trained
     latent that is rounded to integers and entropy-coded with a learned model.
     ``context_levels`` is how many coarse-to-fine levels of spatial context that model uses
-    (0: none; see :mod:`ccnn.entropy`). ``distortion`` is ``"mse"`` (loss bpp + λ * 255^2 * MSE)
+    (0: none; see :mod:`ccnn.format.entropy`). ``distortion`` is ``"mse"`` (loss bpp + λ * 255^2 * MSE)
     or ``"psnr"`` (loss bpp - slope * PSNR on the whole image; see :data:`QUALITY_SLOPES`).
     ``soft_rounding`` is ``(start, end)``: the whole-image phase trains through
-    :func:`ccnn.quantize.soft_round_noise` at a temperature falling linearly from start to end
+    :func:`ccnn.encoder.quantize.soft_round_noise` at a temperature falling linearly from start to end
     before its hard-rounding part (``None``: plain uniform noise).
     """
 
@@ -64,7 +58,7 @@ class CodecConfig:
     encoder: tuple[LayerSpec, ...]
     decoder: tuple[LayerSpec, ...]
     slope: float = 0.1
-    latent_mode: str = "integer"
+    latent_mode: LatentMode = LatentMode.INTEGER
     latent_activation: bool = False
     output_activation: bool = False
     quality: int = 4
@@ -105,6 +99,18 @@ class CodecConfig:
         """Bits per pixel one dB is worth at this quality level (see :data:`QUALITY_SLOPES`)."""
         return QUALITY_SLOPES[self.quality - 1]
 
+    def decoder_spec(self) -> DecoderSpec:
+        """The header's description of the restoring network these settings train."""
+        return DecoderSpec(
+            layers=self.decoder,
+            latent_channels=self.latent_channels,
+            latent_stride=self.total_stride,
+            slope=float(np.float16(self.slope)),
+            latent_mode=self.latent_mode,
+            output_activation=self.output_activation,
+            latent_context=self.context_levels > 0 and self.latent_mode is LatentMode.INTEGER,
+        )
+
     def summary(self) -> str:
         """A short human-readable description of the network, for progress and ``info``."""
         enc = " ".join(f"conv{s.kernel}/{s.stride}->{s.channels}" for s in self.encoder)
@@ -118,7 +124,7 @@ def _paper(ratio: int = 4, kernel: int = 10, slope: float = 0.1, channels: int =
         encoder=(LayerSpec(channels * ratio, kernel, ratio),),
         decoder=(LayerSpec(channels, kernel, ratio),),
         slope=slope,
-        latent_mode="uint8",
+        latent_mode=LatentMode.BYTE,
         latent_activation=True,
         output_activation=True,
         steps=3000,

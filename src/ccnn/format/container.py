@@ -21,11 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import LayerSpec
+from ..errors import FormatError, LimitError
 from .entropy import CONTEXT_PARAMETERS, MAX_CONTEXT_LEVELS, GroupModel, context_from_ints, context_to_ints
-from .errors import FormatError, LimitError
-from .imageio import MAX_PIXELS, MAX_SIDE
-from .model import DecoderSpec
+from .spec import MAX_PIXELS, MAX_SIDE, DecoderSpec, LatentMode, LayerSpec
 
 MAGIC = b"CCNN"
 FORMAT_VERSION = 4
@@ -44,7 +42,8 @@ SECTION_NAMES = {
     SECTION_LATENT: "latent",
 }
 
-LATENT_MODES = ("uint8", "integer")
+#: Latent modes by their number in the header.
+LATENT_MODES = (LatentMode.BYTE, LatentMode.INTEGER)
 
 #: Header flag bits.
 FLAG_OUTPUT_ACTIVATION = 1
@@ -117,7 +116,7 @@ class FileInfo:
 
     @property
     def decoder_parameters(self) -> int:
-        return sum(int(np.prod(shape)) for shape in self.spec.parameter_shapes())
+        return self.spec.parameter_count
 
     def as_dict(self) -> dict:
         return {
@@ -125,7 +124,7 @@ class FileInfo:
             "width": self.width,
             "height": self.height,
             "channels": self.channels,
-            "latent_mode": self.spec.latent_mode,
+            "latent_mode": self.spec.latent_mode.value,
             "latent_channels": self.spec.latent_channels,
             "latent_stride": self.spec.latent_stride,
             "spatial_context": self.spec.latent_context,
@@ -248,7 +247,7 @@ def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
         raise LimitError(f"header names unknown latent mode {mode}")
     if flags & ~(FLAG_OUTPUT_ACTIVATION | FLAG_LATENT_CONTEXT):
         raise LimitError(f"header has unknown flags {flags:#x}")
-    if flags & FLAG_LATENT_CONTEXT and LATENT_MODES[mode] != "integer":
+    if flags & FLAG_LATENT_CONTEXT and LATENT_MODES[mode] is not LatentMode.INTEGER:
         raise FormatError("file is corrupted (spatial context on a byte latent)")
     if not (np.isfinite(slope) and 0.0 <= slope <= 1.0):
         raise LimitError(f"header claims Leaky ReLU slope {slope} (0..1 allowed)")
@@ -290,7 +289,7 @@ def check_decodable(spec: DecoderSpec, height: int, width: int) -> None:
     The reader calls it before allocating anything; the encoder calls it before training, so
     that a network the decoder would refuse is refused in seconds, not after minutes of work.
     """
-    params = sum(int(np.prod(shape)) for shape in spec.parameter_shapes())
+    params = spec.parameter_count
     if params > MAX_DECODER_PARAMETERS:
         raise LimitError(
             f"header claims a restoring network of {params} parameters (at most {MAX_DECODER_PARAMETERS})"
@@ -371,7 +370,7 @@ def unpack(data: bytes) -> CCNNFile:
         rest = rest[size:]
     if rest:
         raise FormatError("file is corrupted (entropy model section too long)")
-    if spec.latent_mode == "uint8" and any(m.lo < 0 or m.hi > 255 for m in latent_models):
+    if spec.latent_mode is LatentMode.BYTE and any(m.lo < 0 or m.hi > 255 for m in latent_models):
         raise FormatError("file is corrupted (byte latent outside 0..255)")
     return CCNNFile(
         height=height,

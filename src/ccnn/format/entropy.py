@@ -38,22 +38,17 @@ saved another 2% and 9% net of its parameters.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import constriction
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .errors import FormatError
+from ..errors import FormatError
 
 #: Precision of the frequency tables handed to the range coder.
 FREQUENCY_BITS = 16
 MIN_SCALE = 0.02
 MAX_SCALE = 30000.0
-_LOG2 = float(np.log(2.0))
 
 
 @dataclass(frozen=True)
@@ -146,10 +141,10 @@ def estimate_bits(symbols: np.ndarray, model: GroupModel) -> float:
 
 
 #: Neighbour patterns of the context phases: diagonal (phase B) and direct (phases C, D).
-_DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
-_DIRECT = ((-1, 0), (1, 0), (0, -1), (0, 1))
+DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+DIRECT = ((-1, 0), (1, 0), (0, -1), (0, 1))
 #: Offset inside the log of the scale prediction, and the grids of location and log2(scale).
-_CONTEXT_OFFSET = 0.25
+CONTEXT_OFFSET = 0.25
 _LOCATION_STEPS = 4
 _LOG2_SCALE_STEPS = 8
 _LOG2_SCALE_RANGE = (-48, 112)  # in eighths: scales 2**-6 .. 2**14
@@ -194,149 +189,9 @@ def context_phases(height: int, width: int, levels: int) -> list[ContextPhase]:
     phases = [ContextPhase(*grid(0, 0, coarsest), 0, (), 0)]
     for level in range(levels, 0, -1):
         step, d = 2**level, 2 ** (level - 1)
-        for (r, c), pattern in (((d, d), _DIAGONAL), ((0, d), _DIRECT), ((d, 0), _DIRECT)):
+        for (r, c), pattern in (((d, d), DIAGONAL), ((0, d), DIRECT), ((d, 0), DIRECT)):
             phases.append(ContextPhase(*grid(r, c, step), level, pattern, d))
     return phases
-
-
-def _phase_mask(phase: ContextPhase, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """Float mask (1, 1, h, w) of the phase's positions."""
-    mask = torch.zeros(1, 1, height, width, device=device)
-    mask[0, 0, torch.from_numpy(phase.rows), torch.from_numpy(phase.cols)] = 1.0
-    return mask
-
-
-def _neighbour_total(x: torch.Tensor, pattern: tuple[tuple[int, int], ...], distance: int) -> torch.Tensor:
-    """Sum of each position's neighbours at ``distance`` in ``pattern``, zero outside the plane.
-
-    Four shifted slices of one padded tensor. The dilated depthwise convolution it replaces
-    took 15 of the 43 ms of a forward and backward pass of :meth:`LatentEntropyModel.bits` on a
-    12 x 128 x 192 latent (1 thread); with this and :func:`_laplace_bits` the pass takes 25 ms.
-    """
-    height, width = x.shape[-2:]
-    padded = F.pad(x, (distance, distance, distance, distance))
-    total = torch.zeros_like(x)
-    for dy, dx in pattern:
-        top, left = distance + dy * distance, distance + dx * distance
-        total = total + padded[..., top : top + height, left : left + width]
-    return total
-
-
-@dataclass(frozen=True)
-class _PhaseMaps:
-    """One context phase as training sees it: masks over the whole latent plane."""
-
-    level: int
-    pattern_index: int  # 0 diagonal, 1 direct: which (w, a, b) of the level
-    distance: int
-    pattern: tuple[tuple[int, int], ...]
-    known: torch.Tensor
-    target: torch.Tensor
-    inverse_count: torch.Tensor
-
-
-class LatentEntropyModel(nn.Module):
-    """The latent's learnable entropy model, for training the rate and for the file.
-
-    A Laplace (location, log-scale) per channel; with ``context_levels`` K >= 1 only the grid
-    of spacing 2**K uses it, and every other position gets a Laplace predicted from
-    already-coded neighbours (see the module docstring).
-    """
-
-    def __init__(self, channels: int, initial_scale: float = 1.0, context_levels: int = 0) -> None:
-        super().__init__()
-        self.location = nn.Parameter(torch.zeros(channels))
-        self.log_scale = nn.Parameter(torch.full((channels,), float(np.log(initial_scale))))
-        self.context_levels = context_levels
-        # (level, channel, pattern, [w, a, b, g]); starts as "no context": scale 2**a = initial
-        start = torch.zeros(context_levels, channels, 2, PATTERN_PARAMETERS)
-        start[..., 1] = float(np.log2(initial_scale))
-        self.context_weights = nn.Parameter(start) if context_levels else None
-        self._maps: dict[tuple[int, int, str], tuple[torch.Tensor, list[_PhaseMaps]]] = {}
-
-    def bits(self, latent: torch.Tensor) -> torch.Tensor:
-        """Total bits of a (noisy or rounded) latent (N, L, h, w) under the model: differentiable."""
-        loc = self.location.view(1, -1, 1, 1)
-        scale = torch.exp(self.log_scale).clamp(MIN_SCALE, MAX_SCALE).view(1, -1, 1, 1)
-        if self.context_weights is None:
-            return _laplace_bits(latent, loc, scale)
-        channels = latent.shape[1]
-        grid, phases = self._phase_maps(latent.shape[-2], latent.shape[-1], latent.device)
-        # every position gets the location and log2(scale) of its own phase, then one Laplace
-        location_map = loc * grid
-        log2_scale_map = (self.log_scale / _LOG2).view(1, -1, 1, 1) * grid
-        for phase in phases:
-            masked = latent * phase.known
-            both = torch.cat([masked, masked.abs()], dim=1)
-            sums = _neighbour_total(both, phase.pattern, phase.distance) * phase.inverse_count
-            mean, mean_abs = sums[:, :channels], sums[:, channels:]
-            activity = mean_abs.mean(dim=1, keepdim=True)
-            params = self.context_weights[phase.level - 1]
-            weight, offset, slope, shared = (
-                params[:, phase.pattern_index, k].view(1, -1, 1, 1) for k in range(PATTERN_PARAMETERS)
-            )
-            location_map = location_map + phase.target * (weight * mean)
-            log2_scale = (
-                offset
-                + slope * torch.log2(_CONTEXT_OFFSET + mean_abs)
-                + shared * torch.log2(_CONTEXT_OFFSET + activity)
-            )
-            log2_scale_map = log2_scale_map + phase.target * log2_scale
-        scale_map = torch.exp2(log2_scale_map).clamp(MIN_SCALE, MAX_SCALE)
-        return _laplace_bits(latent, location_map, scale_map)
-
-    def _phase_maps(
-        self, height: int, width: int, device: torch.device
-    ) -> tuple[torch.Tensor, list[_PhaseMaps]]:
-        """Masks of the coarsest grid and of each context phase, cached per latent size.
-
-        Training calls :meth:`bits` thousands of times on latents of one or two sizes; building
-        the masks once makes a step about twice as fast (measured on a 12 x 64 x 96 latent).
-        """
-        key = (height, width, str(device))
-        if key not in self._maps:
-            # the coder's phases (context_phases), with C and D of a level merged: they share
-            # the pattern, and neither is a neighbour of the other, so one convolution serves both
-            first, *rest = context_phases(height, width, self.context_levels)
-            grid = _phase_mask(first, height, width, device)
-            known, phases = grid, []
-            for phase in rest:
-                target = _phase_mask(phase, height, width, device)
-                index = 0 if phase.pattern == _DIAGONAL else 1
-                if phases and (phases[-1].level, phases[-1].pattern_index) == (phase.level, index):
-                    phases[-1] = dataclasses.replace(phases[-1], target=phases[-1].target + target)
-                else:
-                    d = phase.distance
-                    inverse_count = 1.0 / _neighbour_total(known, phase.pattern, d).clamp(min=1.0)
-                    maps = _PhaseMaps(phase.level, index, d, phase.pattern, known, target, inverse_count)
-                    phases.append(maps)
-                known = known + target
-            self._maps[key] = (grid, phases)
-        return self._maps[key]
-
-    def group_models(self, latent: np.ndarray) -> list[GroupModel]:
-        """Stored models for an integer latent (L, h, w): learned parameters, observed ranges."""
-        models = []
-        for c in range(latent.shape[0]):
-            channel = latent[c]
-            models.append(
-                GroupModel.stored(
-                    float(self.location[c].detach()),
-                    float(torch.exp(self.log_scale[c].detach())),
-                    int(channel.min()),
-                    int(channel.max()),
-                )
-            )
-        return models
-
-    def stored_context(self) -> np.ndarray | None:
-        """The context parameters (K, L, 8) rounded as the file stores them, or None."""
-        if self.context_weights is None:
-            return None
-        values = self.context_weights.detach().cpu().numpy().astype(np.float64)
-        values = values.reshape(self.context_levels, -1, CONTEXT_PARAMETERS)
-        return context_from_ints(context_to_ints(values))
-
 
 def context_to_ints(context: np.ndarray) -> np.ndarray:
     """Context parameters (..., 8) as the int8 multiples of :data:`CONTEXT_STEPS` a file stores."""
@@ -346,25 +201,6 @@ def context_to_ints(context: np.ndarray) -> np.ndarray:
 def context_from_ints(ints: np.ndarray) -> np.ndarray:
     """Inverse of :func:`context_to_ints`: exact float64 multiples of the steps."""
     return ints.astype(np.float64) * CONTEXT_STEPS
-
-
-def _laplace_bits(latent: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Total bits of integer (or noisy) values under discretised Laplaces, broadcast elementwise.
-
-    The mass of [x - 1/2, x + 1/2] at distance d = |x - loc| from the location, with scale b,
-    is P(d) = 1 - (exp(-(1/2 - d)/b) + exp(-(1/2 + d)/b))/2 for d <= 1/2, and beyond that
-    P(d) = P(1/2) exp(-(d - 1/2)/b). So -ln P(d) = max(d - 1/2, 0)/b - ln P(min(d, 1/2)): no
-    branch, no difference of two CDFs close to 1 (exact far in the tails, where such a
-    difference rounds to zero in float32 and loses the gradient), and fewer operations than the
-    two-CDF form (its ``where`` calls took a quarter of the pass).
-    """
-    inverse = 1.0 / scale
-    distance = torch.abs(latent - loc)
-    near = torch.clamp(distance, max=0.5)
-    mass = -0.5 * (torch.expm1((near - 0.5) * inverse) + torch.expm1(-(near + 0.5) * inverse))
-    nats = torch.clamp(distance - 0.5, min=0.0) * inverse - torch.log(torch.clamp(mass, min=1e-30))
-    return nats.sum() / _LOG2
-
 
 def _neighbour_sums(
     latent: np.ndarray, known: np.ndarray, phase: ContextPhase
@@ -409,8 +245,8 @@ def _context_parameters(
     location = np.round(weight * (total / count) * _LOCATION_STEPS) / _LOCATION_STEPS
     log2_scale = (
         offset
-        + slope * np.log2(_CONTEXT_OFFSET + total_abs / count)
-        + shared * np.log2(_CONTEXT_OFFSET + all_abs)
+        + slope * np.log2(CONTEXT_OFFSET + total_abs / count)
+        + shared * np.log2(CONTEXT_OFFSET + all_abs)
     )
     index = np.clip(np.round(log2_scale * _LOG2_SCALE_STEPS), *_LOG2_SCALE_RANGE).astype(np.int64)
     return location, _SCALE_TABLE[index - _LOG2_SCALE_RANGE[0]]
@@ -474,7 +310,7 @@ def _code_phases(
                     coder.encode((plane[rows, cols] - model.lo).astype(np.int32), categorical)
                 continue
             params = context[phase.level - 1, c]
-            half = 0 if phase.pattern == _DIAGONAL else PATTERN_PARAMETERS
+            half = 0 if phase.pattern == DIAGONAL else PATTERN_PARAMETERS
             weights = params[half : half + PATTERN_PARAMETERS]
             location, scale = _context_parameters(total[c], total_abs[c], all_abs, count, weights)
             laplace = constriction.stream.model.QuantizedLaplace(model.lo, model.hi)

@@ -20,10 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import CodecConfig
-from .entropy import LatentEntropyModel
-from .model import CCNN, DecoderSpec
+from ..format.spec import LatentMode
+from ..settings import CodecConfig
+from .entropy_model import LatentEntropyModel
+from .model import CCNN
 from .quantize import add_noise, round_ste, saturate_byte, soft_round_noise
+from .result import Progress, ProgressCallback
 
 #: Whole-image evaluations (best-state tracking, divergence checks, progress PSNR) come every
 #: this many steps: counted in steps, not seconds, so that a seeded run whose step budget binds
@@ -35,20 +37,6 @@ REFINE_EVAL_INTERVAL = 40
 MSE_FLOOR = 1e-10
 
 
-@dataclass(frozen=True)
-class Progress:
-    """One progress event: where training is, and the last whole-image measurement."""
-
-    step: int
-    steps: int
-    seconds: float
-    budget_seconds: float
-    psnr: float
-    bpp: float
-    phase: str
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass
@@ -89,7 +77,7 @@ def quantize_for_training(
     ``temperature`` (the whole-image phase of a config with ``soft_rounding``) trains through
     soft rounding with noise instead of plain noise.
     """
-    if config.latent_mode == "uint8":
+    if config.latent_mode is LatentMode.BYTE:
         coded = saturate_byte(latent)
         return coded, coded.detach()
     if hard:
@@ -171,14 +159,14 @@ def fit(
     model = CCNN(config, channels).to(dev)
     entropy = LatentEntropyModel(
         config.latent_channels,
-        initial_scale=8.0 if config.latent_mode == "uint8" else 1.0,
-        context_levels=config.context_levels if DecoderSpec.from_config(config).latent_context else 0,
+        initial_scale=8.0 if config.latent_mode is LatentMode.BYTE else 1.0,
+        context_levels=config.context_levels if config.decoder_spec().latent_context else 0,
     ).to(dev)
 
     padded = min(x_full.shape[-2], x_full.shape[-1])
     crop = max(stride, min(config.crop_size, padded) // stride * stride)
     whole_image = crop >= padded
-    refine = config.refine_share > 0.0 and config.latent_mode == "integer"
+    refine = config.refine_share > 0.0 and config.latent_mode is LatentMode.INTEGER
     crop_share = 1.0 - config.refine_share if refine else 1.0
     crop_steps = max(1, round(config.steps * crop_share))
     crop_seconds = config.seconds * crop_share
@@ -201,7 +189,7 @@ def fit(
             latent = current_latent()
             coded = (
                 torch.clamp(torch.round(latent), 0, 255)
-                if config.latent_mode == "uint8"
+                if config.latent_mode is LatentMode.BYTE
                 else torch.round(latent)
             )
             restored = torch.clamp(torch.round(model.restore(coded)[..., :height, :width] * 255.0), 0, 255)

@@ -1,11 +1,9 @@
-"""encode() and decode(): image -> .ccnn bytes -> image, glued from the core modules.
+"""encode(): image -> .ccnn bytes.
 
-encode: fit the network on the image, quantize the latent, tune the latent's entropy model on
-the actual symbols, choose each restoring layer's weight quantization step by the full
+Fit the network on the image, quantize the latent, tune the latent's entropy model on the
+actual symbols, choose each restoring layer's weight quantization step by the full
 rate-distortion cost (each candidate decoded exactly, as the decoder will), then range-code and
-pack.
-decode: unpack and validate, range-decode weights and latent, run the exact restoring network,
-crop to the image size.
+pack. The file is decoded once at the end by the decoder itself (:func:`ccnn.format.decode`).
 """
 
 from __future__ import annotations
@@ -13,28 +11,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import bitstream
-from .config import CodecConfig
-from .entropy import (
-    GroupModel,
-    LatentEntropyModel,
-    decode_groups,
-    decode_latent,
-    encode_groups,
-    encode_latent,
-    estimate_bits,
-    weight_model,
-)
-from .fit import FitResult, ProgressCallback, fit, rd_objective
-from .metrics import bpp as bits_per_pixel
-from .metrics import psnr
-from .model import DecoderSpec, QuantizedTensor, restore_exact
+from ..format import container
+from ..format.decode import decode
+from ..format.entropy import GroupModel, encode_groups, encode_latent, estimate_bits, weight_model
+from ..format.exact import restore_exact
+from ..format.spec import QuantizedTensor
+from ..metrics import bpp as bits_per_pixel
+from ..metrics import psnr
+from ..settings import CodecConfig
+from .entropy_model import LatentEntropyModel
 from .quantize import quantize_latent, quantize_tensor
+from .result import EncodeResult, ProgressCallback
+from .train import FitResult, fit, rd_objective
 
 #: Bias steps are fine (there are few biases); weight steps are searched over this range of
 #: "bits below the tensor's standard deviation".
@@ -84,19 +76,6 @@ def _search_precisions(cost_of: Callable[[tuple[int, ...]], float], count: int) 
     return tuple(precisions)
 
 
-@dataclass(frozen=True)
-class EncodeResult:
-    """A coded image and what it cost: the bytes, the decoded pixels and the measurements."""
-
-    data: bytes
-    decoded: np.ndarray
-    psnr: float
-    bpp: float
-    steps: int
-    train_seconds: float
-    encode_seconds: float
-
-
 def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 50) -> None:
     """Fit the entropy model to the actual integer latent (cheap: a few numbers per channel).
 
@@ -137,8 +116,8 @@ def encode(
     """Compress uint8 H x W x C ``pixels`` into the bytes of a .ccnn file."""
     start = time.perf_counter()
     height, width, channels = pixels.shape
-    spec = DecoderSpec.from_config(config)
-    bitstream.check_decodable(spec, height, width)
+    spec = config.decoder_spec()
+    container.check_decodable(spec, height, width)
     result = fit(pixels, config, progress=progress, device=device)
     latent = quantize_latent(result.latent, config.latent_mode)
     _tune_entropy(result.entropy, latent)
@@ -162,7 +141,7 @@ def encode(
 
     _, tensors, weight_models = costs[_search_precisions(weight_cost, len(result.model.decoder_weights))]
     weight_data = encode_groups([t.ints for t in tensors], weight_models)
-    contents = bitstream.CCNNFile(
+    contents = container.CCNNFile(
         height=height,
         width=width,
         channels=channels,
@@ -174,7 +153,7 @@ def encode(
         latent_context=latent_context,
         latent_data=latent_data,
     )
-    data = bitstream.pack(contents)
+    data = container.pack(contents)
     decoded = decode(data)
     return EncodeResult(
         data=data,
@@ -186,21 +165,3 @@ def encode(
         encode_seconds=time.perf_counter() - start,
     )
 
-
-def decode(data: bytes) -> np.ndarray:
-    """Decode the bytes of a .ccnn file into uint8 pixels H x W x C."""
-    contents = bitstream.unpack(data)
-    spec = contents.spec
-    shapes = spec.parameter_shapes()
-    sizes = [int(np.prod(shape)) for shape in shapes]
-    ints = decode_groups(contents.weight_data, sizes, list(contents.weight_models))
-    tensors = [
-        QuantizedTensor(ints=values.reshape(shape), exponent=exponent)
-        for values, shape, exponent in zip(ints, shapes, contents.weight_exponents)
-    ]
-    latent = decode_latent(
-        contents.latent_data, contents.latent_shape, list(contents.latent_models), contents.latent_context
-    )
-    with torch.inference_mode():
-        pixels = restore_exact(spec, tensors, latent)
-    return _crop(pixels, contents.height, contents.width)
