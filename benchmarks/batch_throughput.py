@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ccnn import EncoderOptions
 from ccnn.batch import read_manifest, run_batch
 from ccnn.batch.run import cpu_count
 
@@ -73,7 +74,7 @@ def main() -> int:
         parser.error(f"unknown modes {', '.join(unknown)}")
 
     cores = cpu_count()
-    options = {"steps": args.steps, "seconds": 1e6, "seed": args.seed}
+    options = EncoderOptions("fast", steps=args.steps, seconds=1e6, seed=args.seed)
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="ccnn-batch-bench-") as tmp:
         folder = Path(tmp) / "in"
@@ -97,9 +98,7 @@ def main() -> int:
             out = Path(tmp) / mode
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
             try:
-                summary = run_batch(
-                    "compress", folder, out, preset="fast", options=options, progress=True, **run
-                )
+                summary = run_batch("compress", folder, out, options=options, progress=True, **run)
             finally:
                 if mode == "ray":
                     ray.shutdown()

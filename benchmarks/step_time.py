@@ -19,7 +19,7 @@ from ccnn.encoder.entropy_model import LatentEntropyModel
 from ccnn.encoder.model import CCNN
 from ccnn.encoder.train import _crop_batch, image_tensor, rd_loss
 from ccnn.imageio import load_image
-from ccnn.settings import make_config
+from ccnn.settings import EncoderOptions
 
 
 def best_ms(step: Callable[[], None], repeats: int) -> float:
@@ -37,9 +37,8 @@ def best_ms(step: Callable[[], None], repeats: int) -> float:
 
 def network_times(pixels: np.ndarray, quality: int, block_psnr: float) -> tuple[int, float, float]:
     """(first restoring layer's channels, refine ms/step, crop ms/step) of the default preset."""
-    config = make_config(
-        "default", quality=quality, seed=0, pixels=pixels.shape[0] * pixels.shape[1], block_psnr=block_psnr
-    )
+    options = EncoderOptions("default", quality=quality, seed=0)
+    config = options.resolve(pixels=pixels.shape[0] * pixels.shape[1], block_psnr=block_psnr)
     torch.manual_seed(0)
     x = image_tensor(pixels, config.total_stride)
     model = CCNN(config, 3)

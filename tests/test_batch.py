@@ -8,6 +8,7 @@ an interrupt or a kill, with a rerun that completes the job.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing
 import os
@@ -32,6 +33,7 @@ from .conftest import kodak_crop
 
 #: Short, seeded training: the step count (not the time budget) ends it, so bytes repeat.
 OPTIONS = {"steps": 30, "seconds": 600.0, "seed": 1}
+FAST = ccnn.EncoderOptions("fast", **OPTIONS)
 FLAGS = ["--preset", "fast", "--steps", "30", "--seconds", "600", "--seed", "1", "--quiet"]
 GOOD = ("a.png", "gray.png", "sub/b.png", "sub/deeper/c.bmp")
 
@@ -63,7 +65,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder compressed in this process, one torch thread per image: the bytes to match."""
     out = tmp_path_factory.mktemp("reference")
-    summary = run_batch("compress", folder, out, preset="fast", options=OPTIONS, jobs=1, threads=1)
+    summary = run_batch("compress", folder, out, options=FAST, jobs=1, threads=1)
     assert (summary.done, summary.skipped, summary.failed) == (4, 0, 1)
     return out
 
@@ -136,11 +138,11 @@ def test_rerun_skips_everything(folder: Path, reference: Path, tmp_path: Path, m
         return real(image, *args, **kwargs)
 
     monkeypatch.setattr(ccnn, "compress_image", only_the_bad_one)
-    summary = run_batch("compress", folder, out, preset="fast", options=OPTIONS, jobs=2)
+    summary = run_batch("compress", folder, out, options=FAST, jobs=2)
     assert (summary.done, summary.skipped, summary.failed) == (0, 4, 1)  # bad.png is tried again
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.ccnn")} == before
     # --quality 4 is the preset's default: the same settings, still nothing to do
-    summary = run_batch("compress", folder, out, preset="fast", options={**OPTIONS, "quality": 4}, jobs=1)
+    summary = run_batch("compress", folder, out, options=dataclasses.replace(FAST, quality=4), jobs=1)
     assert summary.skipped == 4
 
 
@@ -155,8 +157,7 @@ def test_missing_changed_and_foreign_outputs(folder: Path, reference: Path, tmp_
         "compress",
         folder,
         out,
-        preset="fast",
-        options=OPTIONS,
+        options=FAST,
         jobs=1,
         threads=1,
         on_failure=lambda name, message: failures.append((name, message)),
@@ -170,15 +171,15 @@ def test_missing_changed_and_foreign_outputs(folder: Path, reference: Path, tmp_
     assert read_manifest(out / "manifest.csv")["sub/b.png"]["status"] == "failed"
 
     # other settings: the existing outputs are kept (and their rows), not replaced without -f
-    other = {**OPTIONS, "steps": 20}
-    summary = run_batch("compress", folder, out, preset="fast", options=other, jobs=1, threads=1)
+    other = dataclasses.replace(FAST, steps=20)
+    summary = run_batch("compress", folder, out, options=other, jobs=1, threads=1)
     assert (summary.done, summary.failed) == (0, 5)
     assert "made with other settings" in summary.failures[0][1]
     assert read_manifest(out / "manifest.csv")["a.png"]["status"] == "ok"
 
     # -f replaces what the manifest cannot verify, with the bytes a fresh run gives
     summary = run_batch(
-        "compress", folder, out, preset="fast", options=OPTIONS, jobs=1, threads=1, force=True
+        "compress", folder, out, options=FAST, jobs=1, threads=1, force=True
     )
     assert (summary.done, summary.skipped, summary.failed) == (1, 3, 1)
     assert outputs(out) == outputs(reference)
@@ -281,7 +282,7 @@ def test_interrupt_stops_workers_and_keeps_the_manifest(folder: Path, tmp_path: 
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch("compress", folder, out, preset="fast", options=OPTIONS, jobs=2, on_failure=interrupt)
+        run_batch("compress", folder, out, options=FAST, jobs=2, on_failure=interrupt)
     assert not multiprocessing.active_children()
     rows = read_manifest(out / "manifest.csv")
     assert rows["bad.png"]["status"] == "failed" and len(outputs(out)) < 4
@@ -350,7 +351,7 @@ def test_clashing_output_names(tmp_path: Path) -> None:
     pixels = kodak_crop(23, 96, 320, 16, 16)
     Image.fromarray(pixels).save(source / "x.png")
     Image.fromarray(pixels).save(source / "x.bmp")
-    summary = run_batch("compress", source, tmp_path / "out", preset="fast", options=OPTIONS, jobs=1)
+    summary = run_batch("compress", source, tmp_path / "out", options=FAST, jobs=1)
     assert (summary.done, summary.failed) == (0, 2)
     assert "output x.ccnn would also be made from x.png" in dict(summary.failures)["x.bmp"]
     assert not (tmp_path / "out" / "x.ccnn").exists()

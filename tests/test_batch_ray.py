@@ -6,6 +6,7 @@ instance once for the module and check that the batch gives the bytes of a local
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from ccnn.batch import read_manifest, run_batch
 from ccnn.cli import main
 
-from .test_batch import FLAGS, OPTIONS, assert_consistent, make_folder, outputs
+from .test_batch import FAST, FLAGS, assert_consistent, make_folder, outputs
 
 ray = pytest.importorskip("ray")
 
@@ -34,7 +35,7 @@ def ray_instance():
 def test_ray_gives_the_bytes_of_a_local_run(ray_instance, tmp_path: Path, capsys) -> None:
     folder = make_folder(tmp_path / "photos")
     local = tmp_path / "local"
-    summary = run_batch("compress", folder, local, preset="fast", options=OPTIONS, jobs=1, threads=1)
+    summary = run_batch("compress", folder, local, options=FAST, jobs=1, threads=1)
     assert (summary.done, summary.failed) == (4, 1)
 
     out = tmp_path / "ray"
@@ -52,18 +53,18 @@ def test_ray_gives_the_bytes_of_a_local_run(ray_instance, tmp_path: Path, capsys
     assert ray.is_initialized()  # a Ray instance the caller started is left running
 
     # a rerun on Ray skips everything; a run made locally is verified the same way
-    summary = run_batch("compress", folder, out, preset="fast", options=OPTIONS, ray=True)
+    summary = run_batch("compress", folder, out, options=FAST, ray=True)
     assert (summary.done, summary.skipped, summary.failed) == (0, 4, 1)
     both = tmp_path / "mixed"
     shutil.copytree(local, both)
-    summary = run_batch("compress", folder, both, preset="fast", options=OPTIONS, ray=True)
+    summary = run_batch("compress", folder, both, options=FAST, ray=True)
     assert (summary.done, summary.skipped) == (0, 4)
 
 
 def test_ray_decompress(ray_instance, tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "photos")
     compressed = tmp_path / "ccnn"
-    run_batch("compress", folder, compressed, preset="fast", options={**OPTIONS, "steps": 5}, jobs=1)
+    run_batch("compress", folder, compressed, options=dataclasses.replace(FAST, steps=5), jobs=1)
     out = tmp_path / "png"
     summary = run_batch("decompress", compressed, out, ray=True)
     assert (summary.done, summary.failed) == (4, 0)

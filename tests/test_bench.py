@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ccnn import EncoderOptions
 from ccnn.bench.bdrate import Pchip, bd_psnr, bd_rate, quality_at_rate
 from ccnn.bench.codecs import CLASSICAL, CcnnCodec, Codec, JpegCodec, psnr_at_size
 from ccnn.bench.report import Curve, bd_row, bd_table, side_share_at_rate
@@ -175,11 +176,15 @@ def test_cache_key_names_settings_quality_and_image() -> None:
     assert key != measurement_key(jpeg, 51, image)
     assert key != measurement_key(jpeg, 50, other)
     assert key != measurement_key(JpegCodec(subsampling="4:4:4"), 50, image)
-    ccnn_key = measurement_key(CcnnCodec(preset="fast", steps=5), 2, image)
-    assert ccnn_key != measurement_key(CcnnCodec(preset="fast", steps=6), 2, image)
-    assert ccnn_key != measurement_key(CcnnCodec(preset="fast", steps=5, seconds=3), 2, image)
-    assert ccnn_key != measurement_key(CcnnCodec(preset="default", steps=5), 2, image)
-    assert ccnn_key != measurement_key(CcnnCodec(preset="fast", steps=5, fingerprint="other code"), 2, image)
+    ccnn_key = measurement_key(CcnnCodec(encoder=EncoderOptions("fast", steps=5)), 2, image)
+    assert ccnn_key != measurement_key(CcnnCodec(encoder=EncoderOptions("fast", steps=6)), 2, image)
+    assert ccnn_key != measurement_key(
+        CcnnCodec(encoder=EncoderOptions("fast", steps=5, seconds=3)), 2, image
+    )
+    assert ccnn_key != measurement_key(CcnnCodec(encoder=EncoderOptions("default", steps=5)), 2, image)
+    assert ccnn_key != measurement_key(
+        CcnnCodec(encoder=EncoderOptions("fast", steps=5), fingerprint="other code"), 2, image
+    )
 
 
 def test_verdict_on_the_extremes() -> None:

@@ -5,22 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from ccnn.metrics import block_mean_psnr
-from ccnn.settings import make_config
+from ccnn.settings import EncoderOptions
 
 from .conftest import kodak_crop
 
 
 def test_networks_grow_with_quality_and_image_size() -> None:
     def latent(quality: int, pixels: int | None = None) -> tuple[int, int]:
-        config = make_config("default", quality=quality, pixels=pixels)
+        config = EncoderOptions("default", quality=quality).resolve(pixels=pixels)
         return config.latent_channels, config.total_stride
 
     assert latent(1) == (8, 8) and latent(4) == (12, 8) and latent(8) == (12, 4)
     assert latent(8, pixels=768 * 512) == latent(8)
     assert latent(4, pixels=256 * 192) == latent(1)  # 8x fewer pixels: three levels down
     assert latent(8, pixels=16 * 16) == latent(1)
-    assert make_config("default", quality=8, channels=1).decoder[-1].channels == 1
-    assert make_config("fast", quality=8).decoder == make_config("default", quality=1).decoder
+    assert EncoderOptions("default", quality=8).resolve(channels=1).decoder[-1].channels == 1
+    assert (
+        EncoderOptions("fast", quality=8).resolve().decoder
+        == EncoderOptions("default", quality=1).resolve().decoder
+    )
 
 
 def test_detailed_images_get_the_fine_network_at_middle_qualities() -> None:
@@ -31,7 +34,11 @@ def test_detailed_images_get_the_fine_network_at_middle_qualities() -> None:
     assert block_mean_psnr(flat) == float("inf") and block_mean_psnr(flat[:4, :4]) == float("inf")
 
     def stride(quality: int, block_psnr: float | None, preset: str = "default") -> int:
-        return make_config(preset, quality=quality, pixels=768 * 512, block_psnr=block_psnr).total_stride
+        return (
+            EncoderOptions(preset, quality=quality)
+            .resolve(pixels=768 * 512, block_psnr=block_psnr)
+            .total_stride
+        )
 
     assert [stride(q, detailed) for q in range(1, 10)] == [8, 8, 4, 4, 4, 4, 4, 4, 4]
     assert [stride(q, 21.0) for q in range(1, 10)] == [8, 8, 8, 4, 4, 4, 4, 4, 4]
@@ -48,9 +55,9 @@ def test_rd_objective_prices_a_db_for_psnr_presets_and_squared_error_otherwise()
 
     from ccnn.encoder.train import rd_objective
 
-    default = make_config("default", quality=5)
-    paper = make_config("paper")
-    assert default.distortion == "psnr" and make_config("fast").distortion == "psnr"
+    default = EncoderOptions("default", quality=5).resolve()
+    paper = EncoderOptions("paper").resolve()
+    assert default.distortion == "psnr" and EncoderOptions("fast").resolve().distortion == "psnr"
     assert paper.distortion == "mse"
     mse = 10 ** (-30 / 10)  # 30 dB
     assert math.isclose(rd_objective(0.5, mse, default), 0.5 - default.psnr_slope * 30.0)
@@ -74,6 +81,6 @@ def test_every_quality_level_has_a_slope_and_a_lambda_that_grow_with_it() -> Non
     assert all(a < b for a, b in pairwise(QUALITY_SLOPES))
     assert all(a < b for a, b in pairwise(QUALITY_LAMBDAS))
     for quality in range(1, MAX_QUALITY + 1):
-        config = make_config("default", quality=quality)
+        config = EncoderOptions("default", quality=quality).resolve()
         assert config.psnr_slope == QUALITY_SLOPES[quality - 1]
         assert config.rate_lambda == QUALITY_LAMBDAS[quality - 1]

@@ -138,7 +138,9 @@ def _restamped(data: bytes, version: int, keep_levels_byte: bool) -> bytes:
 def test_version_3_file_is_read_with_no_cross_channel_term() -> None:
     """Version 3 is version 4 without g: three context numbers per pattern."""
     pixels = np.random.default_rng(5).integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
-    data = _without_cross_channel_term(encode(pixels, ccnn.make_config("fast", quality=3, steps=20)).data)
+    data = _without_cross_channel_term(
+        encode(pixels, ccnn.EncoderOptions("fast", quality=3, steps=20).resolve()).data
+    )
     old = _restamped(data, 3, keep_levels_byte=True)
     levels, channels, _ = bitstream.unpack(data).latent_context.shape
     assert len(old) - len(data) == levels * channels * (6 * 2 - 8)  # 6 float16 against 8 int8
@@ -149,7 +151,7 @@ def test_version_3_file_is_read_with_no_cross_channel_term() -> None:
 def test_version_2_file_is_read() -> None:
     """Version 2 is version 3 with one context level that the file does not state."""
     pixels = np.random.default_rng(3).integers(0, 256, size=(32, 40, 3), dtype=np.uint8)
-    config = ccnn.make_config("fast", quality=3, steps=20)
+    config = ccnn.EncoderOptions("fast", quality=3, steps=20).resolve()
     config = dataclasses.replace(config, context_levels=1)
     data = _without_cross_channel_term(encode(pixels, config).data)
     contents = bitstream.unpack(data)

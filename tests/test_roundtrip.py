@@ -10,7 +10,7 @@ from PIL import Image
 import ccnn
 from ccnn.encoder.model import CCNN
 from ccnn.metrics import psnr
-from ccnn.settings import make_config
+from ccnn.settings import EncoderOptions
 
 from .conftest import kodak_crop
 
@@ -35,7 +35,7 @@ def test_info_breakdown_adds_up(encoded: ccnn.EncodeResult) -> None:
 @pytest.mark.parametrize("ratio,kernel", [(4, 10), (2, 10), (3, 7), (8, 5)])
 def test_paper_preset_shapes(ratio: int, kernel: int) -> None:
     """The poster's layer: H/λ x W/λ x Dλ latent, and a restored image of the input's size."""
-    config = make_config("paper", ratio=ratio, kernel=kernel)
+    config = EncoderOptions("paper", ratio=ratio, kernel=kernel).resolve()
     assert len(config.encoder) == 1 and len(config.decoder) == 1
     model = CCNN(config, channels=3)
     height, width = 8 * ratio, 12 * ratio

@@ -12,6 +12,8 @@ imported when something is first encoded.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .encoder.result import EncodeResult, Progress, ProgressCallback
@@ -21,7 +23,7 @@ from .format import decode as _decode
 from .format import read_info as _read_info
 from .imageio import ImageLike, load_image
 from .metrics import block_mean_psnr
-from .settings import MAX_QUALITY, PRESETS, CodecConfig, make_config
+from .settings import MAX_QUALITY, PRESETS, CodecConfig, EncoderOptions, Preset
 
 __version__ = "0.1.0"
 
@@ -33,56 +35,51 @@ __all__ = [
     "CodecConfig",
     "ConfigError",
     "EncodeResult",
+    "EncoderOptions",
     "FileInfo",
     "FormatError",
     "ImageError",
     "LimitError",
     "OutputExistsError",
+    "Preset",
     "Progress",
     "ProgressCallback",
     "compress",
     "compress_image",
     "decompress",
-    "make_config",
     "read_info",
 ]
 
 
 def compress_image(
     image: ImageLike,
-    preset: str = "default",
+    preset: Preset | str = Preset.DEFAULT,
     *,
-    quality: int | None = None,
-    steps: int | None = None,
-    seconds: float | None = None,
-    seed: int | None = None,
-    ratio: int | None = None,
-    kernel: int | None = None,
-    slope: float | None = None,
+    options: EncoderOptions | None = None,
     progress: ProgressCallback | None = None,
     device: str | None = None,
+    **settings: Any,
 ) -> EncodeResult:
-    """Compress ``image`` (a path, a PIL image or a uint8 array) and return the bytes with measurements."""
+    """Compress ``image`` (a path, a PIL image or a uint8 array) and return the bytes with measurements.
+
+    The settings are those of :class:`EncoderOptions` (``quality``, ``steps``, ``seconds``,
+    ``seed``, ``ratio``, ``kernel``, ``slope``), given as keywords or as ``options``.
+    ``device`` only says where training runs.
+    """
     from .encoder.encode import encode  # torch: imported on the first encode only
 
+    if options is None:
+        options = EncoderOptions.create(preset, **settings)
+    elif settings:
+        raise ConfigError("give the settings either as options= or as keywords, not both")
     pixels = load_image(image)
-    config = make_config(
-        preset,
-        channels=pixels.shape[2],
-        pixels=pixels.shape[0] * pixels.shape[1],
-        block_psnr=block_mean_psnr(pixels),
-        quality=quality,
-        steps=steps,
-        seconds=seconds,
-        seed=seed,
-        ratio=ratio,
-        kernel=kernel,
-        slope=slope,
+    config = options.resolve(
+        channels=pixels.shape[2], pixels=pixels.shape[0] * pixels.shape[1], block_psnr=block_mean_psnr(pixels)
     )
     return encode(pixels, config, progress=progress, device=device)
 
 
-def compress(image: ImageLike, preset: str = "default", **options) -> bytes:
+def compress(image: ImageLike, preset: Preset | str = Preset.DEFAULT, **options: Any) -> bytes:
     """Compress ``image`` into the bytes of a .ccnn file; options as in :func:`compress_image`."""
     return compress_image(image, preset, **options).data
 

@@ -12,58 +12,25 @@ import os
 import sys
 import time
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import NoReturn
 
 from . import __version__, compress_image, decompress, read_info
-from .encoder.result import Progress
+from .batch.command import add_batch_command
+from .bench.cli import add_bench_commands
+from .demo import run_demo
 from .errors import CCNNError, ConfigError, FormatError
 from .files import check_writable, write_atomic
 from .imageio import encode_image
-from .settings import MAX_QUALITY, PRESETS
-
-
-class UsageError(Exception):
-    """Bad usage discovered after parsing: exit code 2."""
-
-
-class TrainingProgress:
-    """A tqdm bar over training steps, showing elapsed seconds, PSNR and estimated bpp."""
-
-    def __init__(self, description: str, enabled: bool = True) -> None:
-        self.description = description
-        self.enabled = enabled
-        self.bar: tqdm | None = None
-
-    def __call__(self, event: Progress) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            self.bar = tqdm(
-                total=event.steps,
-                desc=self.description,
-                unit="step",
-                leave=False,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                mininterval=0.5,
-            )
-        self.bar.set_postfix_str(
-            f"{event.seconds:.0f}/{event.budget_seconds:.0f}s PSNR {event.psnr:.2f} dB {event.bpp:.3f} bpp",
-            refresh=False,
-        )
-        self.bar.update(event.step - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def __enter__(self) -> TrainingProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+from .options import (
+    TrainingProgress,
+    UsageError,
+    add_encoder_options,
+    add_threads_option,
+    device_option,
+    encoder_options,
+    set_threads,
+)
+from .settings import Preset
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -77,67 +44,15 @@ def _read_bytes(path: Path) -> bytes:
         raise CCNNError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that encodes (compress, demo, batch, bench)."""
-    parser.add_argument(
-        "--preset", default="default", choices=sorted(PRESETS), help="codec preset (default: %(default)s)"
-    )
-    parser.add_argument(
-        "-q", "--quality", type=int, help=f"rate-distortion level 1 (smallest) to {MAX_QUALITY} (best)"
-    )
-    parser.add_argument("--steps", type=int, help="maximum training steps")
-    parser.add_argument("--seconds", type=float, help="training time budget in seconds")
-    parser.add_argument("--seed", type=int, help="random seed (same seed, same file)")
-    parser.add_argument(
-        "--ratio", type=int, help="poster's compression ratio λ (stride), --preset paper only"
-    )
-    parser.add_argument("--kernel", type=int, help="poster's filter size k, --preset paper only")
-    parser.add_argument("--slope", type=float, help="Leaky ReLU slope ε")
-    parser.add_argument(
-        "--device", default="auto", help="training device: auto, cpu or cuda (default: %(default)s)"
-    )
-
-
-def training_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of :func:`ccnn.compress_image` that ``add_training_options`` parsed."""
-    return {
-        "quality": args.quality,
-        "steps": args.steps,
-        "seconds": args.seconds,
-        "seed": args.seed,
-        "ratio": args.ratio,
-        "kernel": args.kernel,
-        "slope": args.slope,
-        "device": args.device,
-    }
-
-
-def add_threads_option(parser: argparse.ArgumentParser) -> None:
-    """``--threads`` for commands that train one image at a time in this process."""
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads for training (default: %(default)s; a second thread gains about 30%% on an "
-        "idle machine and can cost 10x when another process is busy)",
-    )
-
-
-def set_threads(args: argparse.Namespace) -> None:
-    if args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, not {args.threads}")
-    import torch
-
-    torch.set_num_threads(args.threads)
-
-
 def cmd_compress(args: argparse.Namespace) -> int:
     set_threads(args)
     source = Path(args.image)
     out = Path(args.output) if args.output else source.with_suffix(".ccnn")
     check_writable(out, args.force, inputs=(source,))
     with TrainingProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
-        result = compress_image(source, args.preset, progress=bar, **training_options(args))
+        result = compress_image(
+            source, options=encoder_options(args), progress=bar, device=device_option(args)
+        )
     write_atomic(out, result.data, force=args.force)
     height, width = result.decoded.shape[:2]
     if not args.quiet:
@@ -192,8 +107,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     set_threads(args)
     with TrainingProgress("demo", enabled=not args.quiet) as bar:
         report = run_demo(
@@ -203,8 +116,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line and exit code 2 (``main`` prints it)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ccnn", description="CCNN: a per-image neural image codec.")
+    parser = _Parser(prog="ccnn", description="CCNN: a per-image neural image codec.")
     parser.add_argument("--version", action="version", version=f"ccnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -212,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress = commands.add_parser("compress", help="train on an image and write a .ccnn file")
     compress.add_argument("image", help="input image (PNG, JPEG, BMP, TIFF, ...)")
     compress.add_argument("-o", "--output", help="output .ccnn file (default: IMAGE with .ccnn)")
-    add_training_options(compress)
+    add_encoder_options(compress)
     add_threads_option(compress)
     compress.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     compress.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -235,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="compress the bundled sample and compare with JPEG")
     demo.add_argument("-o", "--output", default="ccnn-demo", help="output folder (default: %(default)s)")
     demo.add_argument(
-        "--preset", default="fast", choices=sorted(PRESETS), help="preset (default: %(default)s)"
+        "--preset",
+        default=Preset.FAST.value,
+        choices=[p.value for p in Preset],
+        help="preset (default: %(default)s)",
     )
     demo.add_argument("--seconds", type=float, help="training time budget in seconds")
     add_threads_option(demo)
@@ -243,18 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
 
-    from .batch import add_batch_command
-    from .bench.cli import add_bench_commands
-
     add_bench_commands(commands)
     add_batch_command(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = argparse.Namespace()
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except (ConfigError, UsageError) as exc:
         print(f"ccnn: error: {exc}", file=sys.stderr)

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-
-import numpy as np
-from PIL import Image, ImageDraw
 
 from . import compress_image, decompress
 from .bench.codecs import JpegCodec, psnr_at_size
+from .bench.sheet import side_by_side
 from .encoder.result import ProgressCallback
 from .files import check_writable, write_atomic
-from .imageio import encode_image, load_image, to_pil
+from .imageio import encode_image, load_image
 from .metrics import bpp, psnr
-
-
-def sample_path() -> Path:
-    """The small photograph shipped inside the package (a 256x192 crop of Kodak's kodim23)."""
-    return Path(str(resources.files("ccnn") / "data" / "sample.png"))
+from .paths import sample_path
 
 
 @dataclass(frozen=True)
@@ -52,32 +45,6 @@ class DemoReport:
             f"difference   {self.psnr - self.jpeg_psnr:+.2f} dB for ccnn",
             "written      " + ", ".join(str(p) for p in self.outputs),
         ]
-
-
-def _labelled(pixels: np.ndarray, label: str) -> Image.Image:
-    image = to_pil(pixels).convert("RGB")
-    image = image.resize((image.width * 2, image.height * 2), Image.NEAREST)
-    canvas = Image.new("RGB", (image.width, image.height + 18), "white")
-    canvas.paste(image, (0, 18))
-    ImageDraw.Draw(canvas).text((4, 3), label, fill="black")
-    return canvas
-
-
-def side_by_side(panels: list[tuple[np.ndarray, str]], crop: int = 128) -> np.ndarray:
-    """Centre crops of each image, enlarged 2x, labelled and placed left to right."""
-    tiles = []
-    for pixels, label in panels:
-        h, w = pixels.shape[:2]
-        top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-        tiles.append(_labelled(pixels[top : top + crop, left : left + crop], label))
-    sheet = Image.new(
-        "RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) - 1), max(t.height for t in tiles)), "white"
-    )
-    x = 0
-    for tile in tiles:
-        sheet.paste(tile, (x, 0))
-        x += tile.width + 8
-    return np.asarray(sheet)
 
 
 def run_demo(

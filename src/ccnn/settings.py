@@ -1,15 +1,22 @@
-"""Codec settings: the network's shape, how it is trained, and the named presets.
+"""Encoder settings, defined once: the presets, the quality levels and the options a user sets.
 
-A preset is a complete :class:`CodecConfig`; command-line options override single fields
-through :func:`make_config`, which also range-checks them. Only the decoder half of a
-configuration travels in the file (see :mod:`ccnn.format.container`); the rest steers the encoder.
+A preset is a complete :class:`CodecConfig`. :class:`EncoderOptions` is the one typed
+description of what a user may change (quality, steps, seconds, seed, ...): the command line's
+flags, the API's keywords, the batch fingerprint and the bench's settings are all derived from
+its fields, and :meth:`EncoderOptions.resolve` turns it into a range-checked configuration.
+Only the decoder half of a configuration travels in the file (:meth:`CodecConfig.decoder_spec`);
+the rest steers the encoder. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -39,16 +46,22 @@ QUALITY_LAMBDAS: tuple[float, ...] = (0.0009, 0.0018, 0.0035, 0.0067, 0.0130, 0.
 MAX_QUALITY = len(QUALITY_SLOPES)
 
 
+class Distortion(str, enum.Enum):
+    """What the loss charges for error: squared error (bpp + λ·255²·MSE) or PSNR (bpp − slope·PSNR)."""
+
+    MSE = "mse"
+    PSNR = "psnr"
+
+
 @dataclass(frozen=True)
 class CodecConfig:
     """Everything that decides what the encoder produces.
 
-    ``latent_mode`` is ``"uint8"`` for the poster's byte latent (a saturating cast of the
-    compressing layer's output, in pixel units) or ``"integer"`` for a rate-distortion trained
-    latent that is rounded to integers and entropy-coded with a learned model.
+    ``latent_mode`` is the poster's byte latent or a rate-distortion trained integer latent
+    (:class:`ccnn.format.LatentMode`).
     ``context_levels`` is how many coarse-to-fine levels of spatial context that model uses
-    (0: none; see :mod:`ccnn.format.entropy`). ``distortion`` is ``"mse"`` (loss bpp + λ * 255^2 * MSE)
-    or ``"psnr"`` (loss bpp - slope * PSNR on the whole image; see :data:`QUALITY_SLOPES`).
+    (0: none; see :mod:`ccnn.format.entropy`). ``distortion`` is the whole-image loss
+    (:class:`Distortion`; see :data:`QUALITY_SLOPES`).
     ``soft_rounding`` is ``(start, end)``: the whole-image phase trains through
     :func:`ccnn.encoder.quantize.soft_round_noise` at a temperature falling linearly from start to end
     before its hard-rounding part (``None``: plain uniform noise).
@@ -73,7 +86,7 @@ class CodecConfig:
     refine_latent_lr: float = 2e-2
     soft_rounding: tuple[float, float] | None = None
     context_levels: int = 0
-    distortion: str = "mse"
+    distortion: Distortion = Distortion.MSE
     seed: int = 0
     description: str = field(default="", compare=False)
 
@@ -227,7 +240,7 @@ def _rd(
     name: str,
     steps: int,
     seconds: float,
-    distortion: str,
+    distortion: Distortion,
     description: str,
     soft_rounding: tuple[float, float] | None = None,
 ) -> CodecConfig:
@@ -248,13 +261,23 @@ def _rd(
     )
 
 
-PRESETS: dict[str, CodecConfig] = {
-    "paper": _paper(),
+class Preset(str, enum.Enum):
+    """The named presets: ``paper`` reproduces the poster, ``fast`` and ``default`` are effort levels."""
+
+    PAPER = "paper"
+    FAST = "fast"
+    DEFAULT = "default"
+
+
+PRESETS: dict[Preset, CodecConfig] = {
+    Preset.PAPER: _paper(),
     # fast on kodim01/05/08/12/15/19/20/23 (docs/results/kodak-fast-subset8, bfcd43f): PSNR
     # loss -30.0% against JPEG; a scratch run with the squared error at the same code -21.7%.
     # 13 s of training: the work after it took 1.1-1.9 s per Kodak image on a machine whose
     # steps were 1.75 times slower than where 13.5 s was chosen (31 of 120 encodes over 15 s)
-    "fast": _rd("fast", 3000, 13.0, "psnr", description="rate-distortion network, short training"),
+    Preset.FAST: _rd(
+        "fast", 3000, 13.0, Distortion.PSNR, description="rate-distortion network, short training"
+    ),
     # default: 110 s rather than 90 s because training time still buys quality (180 s against
     # 90 s: +0.35 dB on kodim23 q5, 12 q6, 15 q3, 08 q6 over their own curves), and encoding
     # stays under the 120 s budget (the work beyond the training budget took <= 5.2 s per image)
@@ -263,79 +286,167 @@ PRESETS: dict[str, CodecConfig] = {
     # +0.18 dB on kodim02/04/07/10/17/21 at q5 (5 of 6), +0.31 dB on the other 12 at q5 (10 of
     # 12; that run got 4-9% more steps than its baseline); for `fast` it changed nothing
     # (-0.00 dB over 19 points of kodim01/05/12/15/20/23 at q1/3/5/8, from -0.76 to +0.82)
-    "default": _rd(
-        "default", 16000, 110.0, "psnr", description="rate-distortion network", soft_rounding=(0.3, 0.1)
+    Preset.DEFAULT: _rd(
+        "default",
+        16000,
+        110.0,
+        Distortion.PSNR,
+        description="rate-distortion network",
+        soft_rounding=(0.3, 0.1),
     ),
 }
 
 
-def make_config(
-    preset: str = "default",
-    *,
-    channels: int = 3,
-    quality: int | None = None,
-    steps: int | None = None,
-    seconds: float | None = None,
-    seed: int | None = None,
-    ratio: int | None = None,
-    kernel: int | None = None,
-    slope: float | None = None,
-    pixels: int | None = None,
-    block_psnr: float | None = None,
-) -> CodecConfig:
-    """The preset ``preset`` for an image of ``channels`` channels, with the given overrides.
+@dataclass(frozen=True)
+class OptionInfo:
+    """How a user sets one encoder option: its help, its range and the presets it applies to.
 
-    ``pixels`` (height x width) and ``block_psnr`` (:func:`ccnn.metrics.block_mean_psnr`),
-    when known, let the rate-distortion presets pick a network that suits the image's size and
-    detail (see :func:`rd_network`).
-
-    ``ratio`` and ``kernel`` are the poster's λ and k and apply to ``paper`` only; ``slope``
-    (the Leaky ReLU's ε) applies to every preset.
+    The command line's flags, the API's keywords, the batch fingerprint and the bench's settings
+    are all read off these, so an option is described in this one place.
     """
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-    if channels not in (1, 3):
-        raise ConfigError(f"images must have 1 or 3 channels, not {channels}")
-    if quality is not None and not 1 <= quality <= MAX_QUALITY:
-        raise ConfigError(f"--quality must be between 1 and {MAX_QUALITY}, not {quality}")
-    if slope is not None and not 0.0 <= slope <= 0.5:
-        raise ConfigError(f"--slope must be between 0 and 0.5, not {slope}")
-    if preset == "paper":
-        if ratio is not None and not 1 <= ratio <= 32:
-            raise ConfigError(f"--ratio must be between 1 and 32, not {ratio}")
-        if kernel is not None and not 1 <= kernel <= 64:
-            raise ConfigError(f"--kernel must be between 1 and 64, not {kernel}")
-        base = PRESETS["paper"]
-        config = dataclasses.replace(
-            _paper(
-                ratio=ratio or base.encoder[0].stride,
-                kernel=kernel or base.encoder[0].kernel,
-                slope=base.slope if slope is None else slope,
+
+    help: str
+    short: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    positive: bool = False
+    presets: tuple[Preset, ...] = tuple(Preset)
+
+
+def _option(help: str, **info: Any) -> Any:
+    return field(default=None, metadata={"option": OptionInfo(help, **info)})
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """The encoder settings a user chooses; the preset supplies everything else.
+
+    ``None`` means "the preset's value". Every value is checked on construction, and an error
+    names the setting (``quality must be ...``), not a command-line flag.
+    """
+
+    preset: Preset = Preset.DEFAULT
+    quality: int | None = _option(
+        f"rate-distortion level 1 (smallest) to {MAX_QUALITY} (best)",
+        short="-q",
+        minimum=1,
+        maximum=MAX_QUALITY,
+        presets=(Preset.FAST, Preset.DEFAULT),
+    )
+    steps: int | None = _option("training steps (the effort; with a seed, the same file)", minimum=1)
+    seconds: float | None = _option(
+        "training time budget in seconds (the first budget reached stops)", positive=True
+    )
+    seed: int | None = _option("random seed (same seed, same file)", minimum=0, maximum=2**32 - 1)
+    ratio: int | None = _option(
+        "the poster's compression ratio λ (the stride)", minimum=1, maximum=32, presets=(Preset.PAPER,)
+    )
+    kernel: int | None = _option("the poster's filter size k", minimum=1, maximum=64, presets=(Preset.PAPER,))
+    slope: float | None = _option("Leaky ReLU slope ε", minimum=0.0, maximum=0.5)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "preset", Preset(self.preset))
+        except ValueError:
+            raise ConfigError(
+                f"unknown preset {self.preset!r} (choose from {', '.join(p.value for p in Preset)})"
+            ) from None
+        for name, info in option_infos().items():
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _checked(name, value, info, self.preset))
+
+    @classmethod
+    def create(cls, preset: Preset | str = Preset.DEFAULT, **settings: Any) -> EncoderOptions:
+        """Options from keyword arguments, refusing names that are not settings."""
+        unknown = sorted(set(settings) - set(option_infos()))
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r} (settings: {', '.join(option_infos())})")
+        return cls(preset, **settings)
+
+    def chosen(self) -> dict[str, Any]:
+        """The settings given (not None), by name."""
+        return {name: getattr(self, name) for name in option_infos() if getattr(self, name) is not None}
+
+    def describe(self) -> str:
+        """``preset=fast, steps=30, seed=1``: for reports and progress lines."""
+        return ", ".join(
+            [f"preset={self.preset.value}"]
+            + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.chosen().items()]
+        )
+
+    def resolve(
+        self, channels: int = 3, pixels: int | None = None, block_psnr: float | None = None
+    ) -> CodecConfig:
+        """The complete :class:`CodecConfig` for an image of ``channels`` channels.
+
+        ``pixels`` (height x width) and ``block_psnr`` (:func:`ccnn.metrics.block_mean_psnr`),
+        when known, let the rate-distortion presets pick a network that suits the image's size
+        and detail (see :func:`rd_network`).
+        """
+        if channels not in (1, 3):
+            raise ConfigError(f"images must have 1 or 3 channels, not {channels}")
+        base = PRESETS[self.preset]
+        if self.preset is Preset.PAPER:
+            config = _paper(
+                ratio=self.ratio or base.encoder[0].stride,
+                kernel=self.kernel or base.encoder[0].kernel,
+                slope=base.slope,
                 channels=channels,
             )
-        )
-        if quality is not None:
-            raise ConfigError("--quality does not apply to --preset paper (its rate is set by --ratio)")
-    else:
-        if ratio is not None or kernel is not None:
-            raise ConfigError("--ratio and --kernel apply to --preset paper only")
-        config = PRESETS[preset]
-        level = config.quality if quality is None else quality
-        encoder, decoder = rd_network(level, channels, pixels, preset, block_psnr)
-        config = dataclasses.replace(config, encoder=encoder, decoder=decoder)
-        if slope is not None:
-            config = dataclasses.replace(config, slope=slope)
-    updates: dict = {}
-    if quality is not None:
-        updates["quality"] = quality
-    if steps is not None:
-        if steps < 1:
-            raise ConfigError(f"--steps must be at least 1, not {steps}")
-        updates["steps"] = steps
-    if seconds is not None:
-        if seconds <= 0:
-            raise ConfigError(f"--seconds must be positive, not {seconds}")
-        updates["seconds"] = seconds
-    if seed is not None:
-        updates["seed"] = seed
-    return dataclasses.replace(config, **updates)
+        else:
+            level = base.quality if self.quality is None else self.quality
+            encoder, decoder = rd_network(level, channels, pixels, self.preset, block_psnr)
+            config = dataclasses.replace(base, encoder=encoder, decoder=decoder)
+        updates = {
+            name: getattr(self, name)
+            for name in ("quality", "steps", "seconds", "seed", "slope")
+            if getattr(self, name) is not None
+        }
+        return dataclasses.replace(config, **updates)
+
+    def fingerprint(self, channels: int = 3) -> str:
+        """A short hash of the resolved settings: equal when they would encode alike.
+
+        Taken over the whole resolved configuration, so that ``quality=4`` and the preset's
+        default quality 4 count as the same, and a preset whose definition changed does not
+        pass for the old one.
+        """
+        fields = dataclasses.asdict(self.resolve(channels))
+        fields.pop("description", None)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def option_infos() -> dict[str, OptionInfo]:
+    """Every user-settable encoder option (all fields but ``preset``) and how it is set."""
+    return {
+        f.name: f.metadata["option"] for f in dataclasses.fields(EncoderOptions) if "option" in f.metadata
+    }
+
+
+def option_type(name: str) -> type:
+    """``int`` or ``float``: the type of option ``name``'s values."""
+    return int if name in _INTEGER_OPTIONS else float
+
+
+_INTEGER_OPTIONS = frozenset({"quality", "steps", "seed", "ratio", "kernel"})
+
+
+def _checked(name: str, value: Any, info: OptionInfo, preset: Preset) -> Any:
+    """``value`` as the option's type, or a ConfigError naming the setting."""
+    kind = option_type(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, not {value!r}")
+    if kind is int and not float(value).is_integer():
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+    value = kind(value)
+    if preset not in info.presets:
+        names = " or ".join(p.value for p in info.presets)
+        raise ConfigError(f"{name} applies to the {names} preset only, not to {preset.value}")
+    if info.positive and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a positive number of seconds, not {value}")
+    low, high = info.minimum, info.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {kind(low)} and {kind(high)}" if high is not None else f"at least {kind(low)}"
+        raise ConfigError(f"{name} must be {bounds}, not {value}")
+    return value

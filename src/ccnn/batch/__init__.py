@@ -7,15 +7,15 @@ outputs) and safely (outputs are atomic; a bad input is recorded and the rest go
 Python::
 
     from ccnn.batch import run_batch
-    summary = run_batch("compress", "photos", "photos-ccnn", preset="fast", options={"seed": 1})
-    summary = run_batch("compress", "photos", "out", options={"steps": 500}, ray="auto")
+    options = ccnn.EncoderOptions("fast", seed=1)
+    summary = run_batch("compress", "photos", "photos-ccnn", options=options)
+    summary = run_batch("compress", "photos", "out", options=options, ray="auto")
 
-Command line: ``ccnn batch compress|decompress IN_DIR OUT_DIR`` (see docs/cluster.md).
+Command line: ``ccnn batch compress|decompress IN_DIR OUT_DIR`` (:mod:`ccnn.batch.command`, docs/cluster.md).
 """
 
 from __future__ import annotations
 
-from .command import add_batch_command
 from .manifest import FIELDS, MANIFEST_NAME, read_manifest
 from .run import DECOMPRESS_FORMATS, BatchSummary, run_batch
 from .runners import RAY_INSTALL_HINT, RayMissingError
@@ -27,7 +27,6 @@ __all__ = [
     "RAY_INSTALL_HINT",
     "BatchSummary",
     "RayMissingError",
-    "add_batch_command",
     "read_manifest",
     "run_batch",
 ]

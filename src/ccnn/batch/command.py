@@ -9,7 +9,7 @@ from types import FrameType
 
 from tqdm import tqdm
 
-from ..cli import add_training_options, training_options
+from ..options import add_encoder_options, device_option, encoder_options
 from .run import COMPRESS, DECOMPRESS, DECOMPRESS_FORMATS, run_batch
 from .runners import RayMissingError
 
@@ -65,7 +65,7 @@ def add_batch_command(commands: argparse._SubParsersAction) -> None:
         "compress", help="train on every image under IN_DIR, write .ccnn files under OUT_DIR", epilog=EPILOG
     )
     _add_run_options(compress)
-    add_training_options(compress)
+    add_encoder_options(compress)
     compress.set_defaults(func=cmd_batch_compress)
 
     decompress = actions.add_parser(
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace, mode: str) -> int:
     def report(name: str, message: str) -> None:
         tqdm.write(f"ccnn: error: {name}: {message}", file=sys.stderr)
 
-    options = training_options(args) if mode == COMPRESS else {}
+    compressing = mode == COMPRESS
     # `kill` (SIGTERM) stops the batch as Ctrl-C does: workers stopped, manifest saved
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -94,8 +94,8 @@ def _run(args: argparse.Namespace, mode: str) -> int:
             mode,
             args.in_dir,
             args.out_dir,
-            preset=getattr(args, "preset", "default"),
-            options=options,
+            options=encoder_options(args) if compressing else None,
+            device=device_option(args) if compressing else None,
             image_format=getattr(args, "format", "png"),
             jobs=args.jobs,
             threads=args.threads,

@@ -9,22 +9,19 @@ rerun verifies them by checksum and does the rest.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from tqdm import tqdm
 
 from ..errors import CCNNError, ConfigError
 from ..files import write_atomic
-from ..settings import make_config
+from ..settings import EncoderOptions
 from .manifest import MANIFEST_NAME, Manifest, Row, read_manifest
 from .runners import import_ray, pool_results, ray_results, serial_results
 from .work import Outcome, Task
@@ -34,9 +31,6 @@ DECOMPRESS = "decompress"
 
 #: Lossless formats ``batch decompress`` writes (JPEG would lose what the codec kept).
 DECOMPRESS_FORMATS: tuple[str, ...] = ("png", "bmp", "tif", "tiff", "ppm", "webp")
-
-#: The compress_image arguments that decide the output (``device`` only decides where it runs).
-CODEC_OPTIONS: tuple[str, ...] = ("quality", "steps", "seconds", "seed", "ratio", "kernel", "slope")
 
 LOCK_NAME = ".ccnn-batch.lock"
 
@@ -116,19 +110,6 @@ def find_inputs(in_dir: Path, suffixes: frozenset[str], exclude: Path | None = N
     return sorted(found)
 
 
-def settings_fingerprint(preset: str, options: dict[str, Any]) -> str:
-    """A short fingerprint of the resolved codec settings (validating them on the way).
-
-    It is taken over the whole resolved configuration, so that ``--quality 4`` and the
-    preset's default quality 4 count as the same settings, and a preset whose definition
-    changed does not pass for the old one.
-    """
-    config = make_config(preset, channels=3, **{key: options.get(key) for key in CODEC_OPTIONS})
-    fields = dataclasses.asdict(config)
-    fields.pop("description", None)
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -201,8 +182,8 @@ def run_batch(
     in_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    preset: str = "default",
-    options: dict[str, Any] | None = None,
+    options: EncoderOptions | None = None,
+    device: str | None = None,
     image_format: str = "png",
     jobs: int | None = None,
     threads: int | None = None,
@@ -213,8 +194,8 @@ def run_batch(
 ) -> BatchSummary:
     """Compress (``mode="compress"``) or decompress every input under ``in_dir`` into ``out_dir``.
 
-    ``options`` are :func:`ccnn.compress_image`'s keyword arguments (quality, steps, seconds,
-    seed, ratio, kernel, slope, device). Without ``ray`` the work runs on ``jobs`` local
+    ``options`` are the encoder settings (default: the default preset's), and ``device``
+    where training runs (:func:`ccnn.compress_image`). Without ``ray`` the work runs on ``jobs`` local
     processes (default: one per core, ``jobs=1`` runs in this process), each training with
     ``threads`` torch threads (default: cores // jobs). ``ray=True`` runs one Ray task per
     image on the cluster ``ray.init()`` finds or starts, a string is its ``address``
@@ -233,22 +214,22 @@ def run_batch(
     """
     if mode not in (COMPRESS, DECOMPRESS):
         raise ConfigError(f"unknown batch mode {mode!r}")
-    options = dict(options or {})
+    options = options or EncoderOptions()
     if jobs is not None and jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, not {jobs}")
+        raise ConfigError(f"jobs must be at least 1, not {jobs}")
     if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, not {threads}")
+        raise ConfigError(f"threads must be at least 1, not {threads}")
     if ray is not False and jobs is not None:
-        raise ConfigError("--jobs sizes the local process pool; with --ray use --threads (CPUs per task)")
+        raise ConfigError("jobs sizes the local process pool; with ray use threads (CPUs per task)")
     if mode == COMPRESS:
-        settings = settings_fingerprint(preset, options)
-        task_options = {"preset": preset, **options}
+        settings = options.fingerprint()
+        task_options = {"options": options, "device": device}
         output_suffix = ".ccnn"
         suffixes = image_suffixes() - {".ccnn"}
     else:
         if image_format not in DECOMPRESS_FORMATS:
             choices = ", ".join(DECOMPRESS_FORMATS)
-            raise ConfigError(f"--format must be one of {choices}, not {image_format!r}")
+            raise ConfigError(f"image format must be one of {choices}, not {image_format!r}")
         settings = "decompress"
         task_options = {}
         output_suffix = f".{image_format}"

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import torch
-
+from .. import compress_image, decompress, read_info
+from ..encoder.threads import torch_threads
 from ..errors import CCNNError
+from ..imageio import encode_image
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Task:
     data: bytes
     output_name: str  # output path relative to OUT_DIR; its extension picks the image format
     threads: int = 1
-    options: dict[str, Any] = field(default_factory=dict)  # compress: ccnn.compress_image's arguments
+    options: dict[str, Any] = field(default_factory=dict)  # compress: ccnn.compress_image's keywords
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,14 @@ def _message(exc: BaseException, *paths: Path) -> str:
 
 
 def _compress(task: Task) -> Outcome:
-    from .. import compress_image
-
     # load_image reads paths, and its messages name them: spill the bytes into a private file
     # named like the input so that format detection and messages are those of `ccnn compress`.
     with tempfile.TemporaryDirectory(prefix="ccnn-batch-") as tmp:
         path = Path(tmp) / PurePosixPath(task.name).name
         path.write_bytes(task.data)
         try:
-            result = compress_image(path, **task.options)
+            with torch_threads(task.threads):
+                result = compress_image(path, **task.options)
         except CCNNError as exc:
             return Outcome(None, error=_message(exc, path))
     return Outcome(
@@ -88,9 +88,6 @@ def _compress(task: Task) -> Outcome:
 
 
 def _decompress(task: Task) -> Outcome:
-    from .. import decompress, read_info
-    from ..imageio import encode_image
-
     start = time.perf_counter()
     pixels = decompress(task.data)
     data = encode_image(pixels, PurePosixPath(task.output_name))
@@ -103,11 +100,8 @@ def run_task(task: Task) -> Outcome:
     Only interrupts (KeyboardInterrupt, SystemExit) propagate: any other failure, including a
     bug that one odd image triggers, is reported in the outcome so that the batch goes on.
     """
-    previous = torch.get_num_threads()
     start = time.perf_counter()
     try:
-        if previous != task.threads:
-            torch.set_num_threads(task.threads)
         outcome = _compress(task) if task.mode == "compress" else _decompress(task)
     except CCNNError as exc:
         outcome = Outcome(None, error=_message(exc))
@@ -115,9 +109,6 @@ def run_task(task: Task) -> Outcome:
         outcome = Outcome(None, error="out of memory")
     except Exception as exc:
         outcome = Outcome(None, error=f"unexpected error: {type(exc).__name__}: {_message(exc)}")
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
     return dataclasses.replace(
         outcome,
         seconds=outcome.seconds or time.perf_counter() - start,

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CCNNError, ConfigError
+from ..options import add_encoder_options, device_option, encoder_options
+from ..paths import sample_path
 from .codecs import CLASSICAL, CODEC_NAMES, CcnnCodec, Codec
+from .report import RunInfo, bd_table, write_results
+from .reproduce import run_reproduce
+from .run import Cache, Task, default_threads, execute, find_images, plan, progress_bar
 
 DEFAULT_BENCH_DIR = "results/bench"
 DEFAULT_REPRODUCE_DIR = "docs/results"
@@ -19,17 +25,6 @@ DEFAULT_REPRODUCE_CACHE = "results/reproduce"
 def _usage_error(message: str) -> Exception:
     """Bad usage found after parsing: ``ccnn`` exits with code 2 and this one-line message."""
     return ConfigError(message)
-
-
-def default_images() -> Path:
-    """``../shared/data/kodak`` (from here or from the repository) when it exists, else the sample."""
-    from ..demo import sample_path
-
-    repo = Path(__file__).resolve().parents[3]
-    for candidate in (Path("../shared/data/kodak"), repo.parent / "shared" / "data" / "kodak"):
-        if candidate.is_dir():
-            return candidate
-    return sample_path()
 
 
 def parse_numbers(text: str) -> tuple[float, ...]:
@@ -80,10 +75,6 @@ def parse_qualities(specs: list[str], codecs: list[str]) -> dict[str, tuple[floa
 
 def build_codecs(args: argparse.Namespace) -> list[Codec]:
     """The codecs of a ``ccnn bench`` run, with their quality sweeps and threads."""
-    from dataclasses import replace
-
-    from .run import default_threads
-
     names = [n.strip().lower() for n in args.codecs.split(",") if n.strip()]
     unknown = [n for n in names if n not in CODEC_NAMES]
     if unknown or not names:
@@ -94,27 +85,18 @@ def build_codecs(args: argparse.Namespace) -> list[Codec]:
         raise _usage_error(f"--jobs must be at least 1, not {args.jobs}")
     if args.threads is not None and args.threads < 1:
         raise _usage_error(f"--threads must be at least 1, not {args.threads}")
-    if args.quality is not None or args.ratio is not None:
-        raise _usage_error("bench sweeps qualities: use --qualities (e.g. --qualities ccnn=2,4,6)")
     threads = args.threads or default_threads(args.jobs)
     qualities = parse_qualities(args.qualities or [], names)
     codecs: list[Codec] = []
     for name in dict.fromkeys(names):
         if name == "ccnn":
             codec: Codec = CcnnCodec(
-                preset=args.preset,
-                steps=args.steps,
-                seconds=args.seconds,
-                seed=args.seed,
-                kernel=args.kernel,
-                slope=args.slope,
-                device=None if args.device == "auto" else args.device,
-                threads=threads,
+                encoder=encoder_options(args), device=device_option(args), threads=threads
             )
         else:
             codec = CLASSICAL[name](threads=threads)
         if name in qualities:
-            codec = replace(codec, qualities=qualities[name])
+            codec = dataclasses.replace(codec, qualities=qualities[name])
         if isinstance(codec, CcnnCodec):
             for quality in codec.qualities:
                 codec.config(quality)  # range-checks, ConfigError -> exit 2
@@ -123,11 +105,8 @@ def build_codecs(args: argparse.Namespace) -> list[Codec]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .report import RunInfo, write_results
-    from .run import Cache, Task, execute, find_images, plan, progress_bar
-
     codecs = build_codecs(args)
-    images_dir = Path(args.images) if args.images else default_images()
+    images_dir = Path(args.images) if args.images else sample_path()
     images = find_images(images_dir)
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
@@ -174,8 +153,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {out_dir / 'report.md'}, {out_dir / 'rd.png'}, {out_dir / 'results.csv'} and JSONs")
         if "jpeg" in curves:
-            from .report import bd_table
-
             for row in bd_table(curves, "jpeg"):
                 value = "—" if row["bd_rate"] is None else f"{row['bd_rate']:+.1f}%"
                 print(f"  BD-rate vs JPEG  {curves[row['codec']].codec.label:<10} {value}")
@@ -183,8 +160,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import run_reproduce
-
     if args.threads is not None and args.threads < 1:
         raise _usage_error(f"--threads must be at least 1, not {args.threads}")
     if args.seconds is not None and args.seconds <= 0:
@@ -192,11 +167,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     budgets = parse_numbers(args.curve_seconds) if args.curve_seconds else None
     if budgets is not None and min(budgets) <= 0:
         raise _usage_error("--curve-seconds must be positive")
-    image = Path(args.image) if args.image else None
     return run_reproduce(
         out_dir=Path(args.output),
         cache_dir=Path(args.cache),
-        image=image,
+        image=Path(args.image),
         seconds=args.seconds,
         curve_seconds=budgets,
         ratios=parse_numbers(args.ratios) if args.ratios else None,
@@ -210,8 +184,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``ccnn bench`` and ``ccnn reproduce`` on the ``ccnn`` parser."""
-    from ..cli import add_training_options
-
     bench = commands.add_parser(
         "bench",
         help="rate-distortion benchmark against JPEG, WebP, JPEG 2000, HEIF, AVIF and JPEG XL",
@@ -224,7 +196,7 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "images",
         nargs="?",
-        help="folder of images (default: ../shared/data/kodak if present, else the sample)",
+        help="folder of images (default: the sample image bundled with ccnn)",
     )
     bench.add_argument(
         "--codecs",
@@ -239,10 +211,7 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
         "a bare LIST is for ccnn). ccnn: --quality levels, or λ for --preset paper; "
         "jpeg2000: target bpp; jpegxl: distance; others: quality 0-100",
     )
-    add_training_options(bench)
-    for action in bench._actions:
-        if action.dest in ("quality", "ratio"):  # a sweep takes --qualities instead; refused if given
-            action.help = argparse.SUPPRESS
+    add_encoder_options(bench, skip=("quality", "ratio"))  # a sweep takes --qualities instead
     bench.add_argument("-j", "--jobs", type=int, default=1, help="parallel worker processes (default: 1)")
     bench.add_argument("--threads", type=int, help="threads per job (default: cores / jobs)")
     bench.add_argument(
@@ -264,7 +233,9 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     reproduce.add_argument(
         "-o", "--output", default=DEFAULT_REPRODUCE_DIR, metavar="DIR", help="default: %(default)s"
     )
-    reproduce.add_argument("--image", help="image to use (default: kodim08 from ../shared/data/kodak)")
+    reproduce.add_argument(
+        "--image", required=True, help="the image to use (the poster used Kodak's kodim08.png)"
+    )
     reproduce.add_argument(
         "--seconds", type=float, help="training budget of each sweep point in seconds (default: 120)"
     )

@@ -10,6 +10,7 @@ the part of the benchmark's cache key that names the codec.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -21,6 +22,17 @@ from typing import Any
 import numpy as np
 from PIL import Image, features
 
+from .. import (
+    FORMAT_VERSION,
+    MAX_QUALITY,
+    EncodeResult,
+    EncoderOptions,
+    Preset,
+    __version__,
+    compress_image,
+    decompress,
+)
+from ..errors import ConfigError
 from ..imageio import to_pil
 from ..metrics import psnr
 
@@ -350,18 +362,18 @@ class JpegXlCodec(Codec):
 
 
 def _code_fingerprint() -> str:
-    """A hash of the encoder's source (config to codec, and the image measures and entry point
-    that choose the network), so results of changed code are not reused."""
+    """A hash of the encoder's source (settings, format, encoder, and the image measures and entry
+    point that choose the network), so results of changed code are not reused."""
     digest = hashlib.sha256()
     package = resources.files("ccnn")
-    for name in (
-        "config.py", "model.py", "fit.py", "quantize.py",
-        "entropy.py", "bitstream.py", "codec.py", "imageio.py", "metrics.py", "__init__.py",
-    ):  # fmt: skip
-        entry = package / name
-        if entry.is_file():
-            digest.update(name.encode())
-            digest.update(entry.read_bytes())
+    names = ["settings.py", "imageio.py", "metrics.py", "__init__.py"]
+    for folder in ("format", "encoder"):
+        names += sorted(
+            f"{folder}/{entry.name}" for entry in (package / folder).iterdir() if entry.name.endswith(".py")
+        )
+    for name in names:
+        digest.update(name.encode())
+        digest.update((package / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -369,93 +381,68 @@ def _code_fingerprint() -> str:
 class CcnnCodec(Codec):
     """ccnn itself through the public API: per-image training, then the whole .ccnn file.
 
-    The quality is ``--quality`` (1 to ``MAX_QUALITY``), or the poster's λ for ``--preset paper``.
-    Its encode time includes training; ``steps``/``seconds`` override the preset's budget.
+    The quality is the ``quality`` setting (1 to ``MAX_QUALITY``), or the poster's λ (``ratio``)
+    for the paper preset; ``encoder`` holds every other encoder setting. Its encode time
+    includes training.
     """
 
     name: str = "ccnn"
     label: str = "ccnn"
     qualities: tuple[Quality, ...] = ()
-    preset: str = "default"
-    steps: int | None = None
-    seconds: float | None = None
-    seed: int | None = None
-    kernel: int | None = None
-    slope: float | None = None
+    encoder: EncoderOptions = field(default_factory=EncoderOptions)
     device: str | None = None
     fingerprint: str = field(default_factory=_code_fingerprint)
 
     def __post_init__(self) -> None:
+        if self.encoder.quality is not None or self.encoder.ratio is not None:
+            raise ConfigError("a benchmark sweeps the quality: give the qualities, not a quality setting")
         if not self.qualities:
-            from .. import MAX_QUALITY
-
-            default = (2, 4, 6, 8, 12, 16) if self.preset == "paper" else tuple(range(1, MAX_QUALITY + 1))
+            default = (2, 4, 6, 8, 12, 16) if self._sweeps_ratio else tuple(range(1, MAX_QUALITY + 1))
             object.__setattr__(self, "qualities", default)
-        if self.preset == "paper":
+        if self._sweeps_ratio:
             object.__setattr__(self, "sweep", "λ (ratio)")
 
-    def _options(self, quality: Quality) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "steps": self.steps,
-            "seconds": self.seconds,
-            "seed": self.seed,
-            "kernel": self.kernel,
-            "slope": self.slope,
-        }
-        if self.preset == "paper":
-            options["ratio"] = int(quality)
-        else:
-            options["quality"] = int(quality)
-        return options
+    @property
+    def _sweeps_ratio(self) -> bool:
+        """The paper preset's rate is set by its ratio λ, the others' by the quality level."""
+        return self.encoder.preset is Preset.PAPER
+
+    def point(self, quality: Quality) -> EncoderOptions:
+        """The encoder settings of one point of the sweep (range-checked)."""
+        setting = "ratio" if self._sweeps_ratio else "quality"
+        return dataclasses.replace(self.encoder, **{setting: quality})
 
     def config(self, quality: Quality) -> Any:
         """The resolved :class:`ccnn.CodecConfig` of one quality point (range-checks the options)."""
-        from .. import make_config
-
-        return make_config(self.preset, **self._options(quality))
+        return self.point(quality).resolve()
 
     def options(self) -> str:
-        budget = []
-        if self.steps is not None:
-            budget.append(f"steps={self.steps}")
-        if self.seconds is not None:
-            budget.append(f"seconds={self.seconds:g}")
-        for name in ("seed", "kernel", "slope"):
-            if getattr(self, name) is not None:
-                budget.append(f"{name}={getattr(self, name)}")
-        extra = ", " + ", ".join(budget) if budget else " (the preset's training budget)"
-        return f"ccnn --preset {self.preset}{extra}, whole .ccnn file"
+        chosen = self.encoder.chosen()
+        extra = ", " + self.encoder.describe() if chosen else " (the preset's training budget)"
+        return f"ccnn --preset {self.encoder.preset.value}{extra}, whole .ccnn file"
 
     def versions(self) -> str:
-        from .. import FORMAT_VERSION, __version__
-
         return f"ccnn {__version__}, format {FORMAT_VERSION}, code {self.fingerprint}"
 
     def key(self, quality: Quality) -> dict[str, Any]:
-        import dataclasses
-
         return {
             **super().key(quality),
-            "preset": self.preset,
+            "preset": self.encoder.preset.value,
             "config": repr(dataclasses.asdict(self.config(quality))),
             "device": self.device or "auto",
         }
 
     def quality_label(self, quality: Quality) -> str:
-        return f"λ={quality:g}" if self.preset == "paper" else f"q={quality:g}"
+        return f"λ={quality:g}" if self._sweeps_ratio else f"q={quality:g}"
 
-    def encode_full(self, pixels: np.ndarray, quality: Quality) -> Any:
+    def encode_full(self, pixels: np.ndarray, quality: Quality) -> EncodeResult:
         """The :class:`ccnn.EncodeResult` of one point (training included)."""
-        from .. import compress_image
-
-        return compress_image(pixels, self.preset, device=self.device, **self._options(quality))
+        return compress_image(pixels, options=self.point(quality), device=self.device)
 
     def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
         return self.encode_full(pixels, quality).data
 
     def decode(self, data: bytes) -> np.ndarray:
-        from .. import decompress
-
         return decompress(data)
 
 

@@ -28,13 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from .. import EncoderOptions, Preset, compress_image, decompress, read_info
+from ..encoder.threads import set_torch_threads, torch_thread_count
 from ..errors import CCNNError
 from ..files import write_atomic
+from ..imageio import encode_image
 from ..metrics import psnr
 from .bdrate import bd_psnr, bd_rate, quality_at_rate
 from .codecs import CcnnCodec, JpegCodec
 from .report import RunInfo
 from .run import load_rgb
+from .sheet import side_by_side
 
 DEFAULT_RATIOS: tuple[int, ...] = (2, 3, 4, 6, 8, 12, 16)
 DEFAULT_SECONDS = 120.0
@@ -48,17 +52,6 @@ UNLIMITED_STEPS = 10_000_000
 ACCEPTABLE_DB = 0.5
 #: The poster's claimed extremes of the compression ratio.
 HIGH_RATIO, LOW_RATIO = 10.0, 2.5
-
-
-def default_image() -> Path:
-    """kodim08 from ``../shared/data/kodak`` (from here or from the repository)."""
-    from .cli import default_images
-
-    folder = default_images()
-    path = folder / "kodim08.png"
-    if not path.exists():
-        raise CCNNError("kodim08.png not found (expected in ../shared/data/kodak); pass --image PATH")
-    return path
 
 
 @dataclass(frozen=True)
@@ -89,7 +82,8 @@ class TrainingCache:
         self.found: dict[Training, str] = {}
 
     def codec_for(self, training: Training) -> CcnnCodec:
-        return dataclasses.replace(self.codec, kernel=training.kernel, seconds=training.seconds)
+        encoder = dataclasses.replace(self.codec.encoder, kernel=training.kernel, seconds=training.seconds)
+        return dataclasses.replace(self.codec, encoder=encoder)
 
     def key(self, training: Training) -> str:
         payload = {**self.codec_for(training).key(training.ratio), "image": self.image_digest}
@@ -140,22 +134,11 @@ def train_one(
     codec: CcnnCodec, pixels: np.ndarray, training: Training, on_progress: Callable[[Any], None] | None = None
 ) -> tuple[dict[str, Any], bytes | None]:
     """Train, encode and decode once; the measurements (or the error) and the file's bytes."""
-    from .. import compress_image, decompress, read_info
-
     height, width = pixels.shape[:2]
     start = time.perf_counter()
     try:
-        result = compress_image(
-            pixels,
-            "paper",
-            ratio=training.ratio,
-            kernel=training.kernel,
-            steps=codec.steps,
-            seconds=training.seconds,
-            seed=codec.seed,
-            device=codec.device,
-            progress=on_progress,
-        )
+        options = codec.point(training.ratio)
+        result = compress_image(pixels, options=options, device=codec.device, progress=on_progress)
     except CCNNError as exc:
         return {
             **dataclasses.asdict(training),
@@ -616,10 +599,6 @@ FIGURES = {
 
 def write_figures(m: Measurements, cache: TrainingCache, out_dir: Path) -> str:
     """The four figures; returns the caption of the crop (empty when it could not be made)."""
-    from .. import decompress
-    from ..demo import side_by_side
-    from ..imageio import encode_image
-
     red, blue = {"color": "tab:red"}, {"color": "tab:blue"}
     plot_sizes(
         [
@@ -823,7 +802,7 @@ def write_poster(
 def run_reproduce(
     out_dir: Path,
     cache_dir: Path,
-    image: Path | None = None,
+    image: Path,
     seconds: float | None = None,
     curve_seconds: Sequence[float] | None = None,
     ratios: Sequence[float] | None = None,
@@ -834,24 +813,20 @@ def run_reproduce(
     from_cache: bool = False,
 ) -> int:
     """Run (or take from the cache) every training, then write ``poster.md`` and its figures."""
-    import torch
-
     if threads:
-        torch.set_num_threads(threads)
-    codec = CcnnCodec(
-        preset="paper", steps=UNLIMITED_STEPS, seed=0, device=device, threads=torch.get_num_threads()
-    )
+        set_torch_threads(threads)
+    threads = torch_thread_count()
+    encoder = EncoderOptions(Preset.PAPER, steps=UNLIMITED_STEPS, seed=0)
+    codec = CcnnCodec(encoder=encoder, device=device, threads=threads)
     sweep = sorted({int(r) for r in (ratios or DEFAULT_RATIOS)})
     for ratio in sweep:
         codec.config(ratio)  # range check: ConfigError -> exit 2
-    source = image or default_image()
+    source = image
     pixels = load_rgb(source)
     digest = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
     cache = TrainingCache(cache_dir, codec, digest, any_code=from_cache)
     budgets = sorted({float(b) for b in (curve_seconds or DEFAULT_CURVE_SECONDS)})
-    measurements = gather(
-        source, cache, float(seconds or DEFAULT_SECONDS), budgets, sweep, torch.get_num_threads(), quiet
-    )
+    measurements = gather(source, cache, float(seconds or DEFAULT_SECONDS), budgets, sweep, threads, quiet)
     if measurements is None:
         return 130
     out_dir.mkdir(parents=True, exist_ok=True)

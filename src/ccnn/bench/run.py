@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..encoder.threads import torch_threads
 from ..errors import CCNNError
 from ..metrics import bpp as bits_per_pixel
 from ..metrics import ms_ssim, ms_ssim_min_side, psnr
@@ -153,12 +154,11 @@ class Task:
 
 def _run_task(task: Task) -> dict[str, Any]:
     """Measure one task (in this process or a worker); errors come back as a record."""
-    import torch
-
-    torch.set_num_threads(task.codec.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     try:
-        return {**measure(task.codec, _pixels(str(task.image.path)), task.quality), "load_average": load}
+        with torch_threads(task.codec.threads):
+            measured = measure(task.codec, _pixels(str(task.image.path)), task.quality)
+        return {**measured, "load_average": load}
     except (CCNNError, ValueError, OSError, RuntimeError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}", "threads": task.codec.threads}
 
@@ -231,16 +231,10 @@ def execute(
             on_done(task, record)
 
     if jobs <= 1:
-        import torch
-
-        threads = torch.get_num_threads()
-        try:
-            for task in tasks:
-                if on_start is not None:
-                    on_start(task)
-                finish(task, _run_task(task))
-        finally:
-            torch.set_num_threads(threads)
+        for task in tasks:
+            if on_start is not None:
+                on_start(task)
+            finish(task, _run_task(task))
         return outcome
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:

@@ -1,0 +1,114 @@
+"""The command-line pieces that several commands share: encoder flags, threads, progress.
+
+The encoder flags are generated from :class:`ccnn.settings.EncoderOptions`, so that a setting
+is described once and every command (compress, demo, batch, bench) offers it the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from .encoder.result import Progress
+from .encoder.threads import set_torch_threads
+from .settings import EncoderOptions, Preset, option_infos, option_type
+
+
+class UsageError(Exception):
+    """Bad usage discovered after parsing: exit code 2."""
+
+
+def flag(name: str) -> str:
+    """The command-line flag of setting ``name`` (``seconds`` -> ``--seconds``)."""
+    return "--" + name.replace("_", "-")
+
+
+def add_encoder_options(
+    parser: argparse.ArgumentParser, preset: Preset = Preset.DEFAULT, skip: tuple[str, ...] = ()
+) -> None:
+    """``--preset``, one flag per encoder setting (except ``skip``) and ``--device``."""
+    parser.add_argument(
+        "--preset",
+        default=preset.value,
+        choices=[p.value for p in Preset],
+        help="codec preset (default: %(default)s)",
+    )
+    for name, info in option_infos().items():
+        if name in skip:
+            continue
+        applies = (
+            "" if len(info.presets) == len(Preset) else f"; {' or '.join(p.value for p in info.presets)} only"
+        )
+        flags = [info.short, flag(name)] if info.short else [flag(name)]
+        parser.add_argument(*flags, dest=name, type=option_type(name), help=info.help + applies)
+    parser.add_argument(
+        "--device", default="auto", help="training device: auto, cpu or cuda (default: %(default)s)"
+    )
+
+
+def encoder_options(args: argparse.Namespace) -> EncoderOptions:
+    """The :class:`EncoderOptions` that :func:`add_encoder_options` parsed (range-checked)."""
+    return EncoderOptions(args.preset, **{name: getattr(args, name, None) for name in option_infos()})
+
+
+def device_option(args: argparse.Namespace) -> str | None:
+    """``--device``, with ``auto`` as None (the library's own choice)."""
+    return None if args.device == "auto" else args.device
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` for commands that train one image at a time in this process."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for training (default: %(default)s; a second thread gains about 30%% on an "
+        "idle machine and can cost far more when another process is busy)",
+    )
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, not {args.threads}")
+    set_torch_threads(args.threads)
+
+
+class TrainingProgress:
+    """A tqdm bar over training steps, showing elapsed seconds, PSNR and estimated bpp."""
+
+    def __init__(self, description: str, enabled: bool = True) -> None:
+        self.description = description
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: Progress) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = tqdm(
+                total=event.steps,
+                desc=self.description,
+                unit="step",
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
+        self.bar.set_postfix_str(
+            f"{event.seconds:.0f}/{event.budget_seconds:.0f}s PSNR {event.psnr:.2f} dB {event.bpp:.3f} bpp",
+            refresh=False,
+        )
+        self.bar.update(event.step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> TrainingProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
