@@ -66,7 +66,10 @@ def compress_image(
     ``seed``, ``ratio``, ``kernel``, ``slope``), given as keywords or as ``options``.
     ``device`` only says where training runs.
     """
-    from .encoder.encode import encode  # torch: imported on the first encode only
+    try:
+        from .encoder.encode import encode  # torch: imported on the first encode only
+    except ImportError as exc:
+        raise CCNNError(f"encoding needs torch, which cannot be imported here ({exc})") from None
 
     if options is None:
         options = EncoderOptions.create(preset, **settings)
