@@ -64,8 +64,8 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch threads for training (default: %(default)s; a second thread gains about 30%% on an "
-        "idle machine and can cost far more when another process is busy)",
+        help="torch threads for training (default: %(default)s; a second thread helps on an idle "
+        "machine and can make training many times slower when another process is busy)",
     )
 
 

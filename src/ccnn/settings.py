@@ -23,25 +23,14 @@ import numpy as np
 from .errors import ConfigError
 from .format.spec import DecoderSpec, LatentMode, LayerSpec
 
-#: Rate-distortion trade-off of the rate-distortion presets per ``--quality`` level: the loss is
-#: bpp - slope * PSNR, the slope being what one dB of PSNR is worth in bits per pixel. Level 1
-#: gives the smallest files. Unlike CompressAI's bpp + lambda * 255^2 * MSE, which stops every
-#: image at the same price of squared error, this stops every image at the same price of a dB,
-#: the unit in which quality is measured and averaged (PSNR per image, then the mean): a
-#: detailed image no longer takes bits that buy more dB in a smooth one. On the per-image
-#: curves of the Kodak-24 run at 011ed3a, choosing each image's point at one price per dB
-#: instead of one price per squared error would move the mean curve from -30.7% to -35.5%
-#: BD-rate against JPEG (``benchmarks/equal_slope_allocation.py`` on that run's results.csv;
-#: on the run at 2923460, which uses this loss: -33.1% measured, -36.1%). The slopes are the
-#: median over Kodak of what the λ below paid per dB (levels 1, 3, 5 and 8: 0.032, 0.079,
-#: 0.139 and 0.257), filled in between.
+#: Rate-distortion trade-off per quality level (level 1 gives the smallest files): the loss is
+#: bpp - slope * PSNR, the slope being what one dB is worth in bits per pixel, so every image
+#: stops at the same price of a dB, the unit quality is averaged in.
+#: Why these values: docs/decisions.md, "Quality slopes".
 QUALITY_SLOPES: tuple[float, ...] = (0.032, 0.05, 0.079, 0.105, 0.139, 0.17, 0.21, 0.257, 0.33)
-#: λ of the squared-error loss bpp + lambda * 255^2 * MSE per level: the ``paper`` preset's loss
-#: (at its fixed level 4), and the rate-distortion presets' loss on crops. On crops the noisy
-#: latent's error is several dB worse than the coded image's, so the PSNR loss, whose weight on
-#: the error falls as the error grows, trains the networks for far too low a rate (kodim23 q5:
-#: 0.15 bpp 28.9 dB after the crop phase, against 0.25 bpp 29.9 dB); the whole-image phase then
-#: moves each image to its own point on the PSNR loss.
+#: λ of the squared-error loss bpp + λ * 255^2 * MSE per level: the ``paper`` preset's loss (at
+#: its fixed level 4) and the rate-distortion presets' loss on crops.
+#: Why: docs/decisions.md, "Quality lambdas".
 QUALITY_LAMBDAS: tuple[float, ...] = (0.0009, 0.0018, 0.0035, 0.0067, 0.0130, 0.0200, 0.0450, 0.0932, 0.19)
 MAX_QUALITY = len(QUALITY_SLOPES)
 
@@ -153,6 +142,7 @@ def _paper(ratio: int = 4, kernel: int = 10, slope: float = 0.1, channels: int =
 #: The rate-distortion presets' networks by name: (compressing layers, restoring layers).
 #: ``small`` and ``medium`` have a latent at stride 8 (8 and 12 channels, 2.4k and 5.5k decoder
 #: parameters), ``fine`` one at stride 4 (12 channels, 5.8k parameters).
+#: Why: docs/decisions.md, "Network sizes".
 RD_NETWORKS: dict[str, tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]]] = {
     "small": (
         (LayerSpec(24, 3, 2), LayerSpec(24, 3, 2), LayerSpec(24, 3, 2), LayerSpec(8, 3, 1)),
@@ -171,31 +161,9 @@ RD_NETWORKS: dict[str, tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]]] = {
 #: Which network each preset uses: tiers of (first quality level, choices), each choice a
 #: (block-mean PSNR bound, network) pair; an image takes the first network whose bound its
 #: :func:`ccnn.metrics.block_mean_psnr` (8x8 blocks) is below, and an unknown one counts as
-#: smooth (the last bound is infinite). The network grows with quality: at low rates its
-#: weights are a large share of a small file; at high rates a stride-8 latent cannot turn more
-#: bits into quality. Between the two, the image decides. Measured as PSNR against JPEG at the
-#: same file size, 1 thread each, two at a time:
-#:
-#: - quality 8, 60 s, mean of kodim01/08/15/23: a stride-8 network with 16 latent channels
-#:   flattened at 31.7 dB (-1.09 dB at 1.10 bpp, even with λ = 0.25) where ``fine``
-#:   reached 36.2 dB (+0.87 dB).
-#: - quality 4-5, 60 s, ``fine`` against ``medium``: detailed kodim01 and 08 +1.92 and +2.22 dB
-#:   (``medium`` +0.78 and +0.35), smooth kodim15 and 23 -0.20 and -0.52 dB (``medium`` +0.64
-#:   and +0.47). Between the two, at 90 s with two context levels (quality 5, against the
-#:   Kodak-24 run at 011ed3a): kodim06, 11, 14, 18, 19 and 21 (block-mean PSNR 21.6-22.5 dB)
-#:   gain +0.65 to +1.55 dB with ``fine`` (+1.24 on average); kodim07, 09, 15 and 20
-#:   (22.7-23.6 dB) lose 0.35-0.66 dB with it, kodim17 and 22 (23.9-24.0 dB) gain 0.13 and
-#:   0.50 dB. At quality 6, ``medium`` on kodim07/09/12/15/20/23 is no better (-0.05 dB).
-#: - quality 3, 90 s, against ``small``: ``fine`` gains 0.85, 0.82 and 0.66 dB on kodim08, 13
-#:   and 05 (block-mean PSNR 17.0-18.9 dB), +0.29 on kodim24 (21.1), -0.10 on kodim01 and 14
-#:   (20.2, 21.6); ``medium`` gains less (+0.45, +0.13, +0.29, 0.00, -0.03, -0.13). At quality
-#:   1 ``small`` stays best even there (``fine`` -0.35 to -1.45 dB on kodim01/05/08/13,
-#:   ``medium`` -0.35/-0.46 on 08/13). Earlier, at 60 s, ``small`` beat ``fine`` at quality 3 on
-#:   kodim06/11/14/19 (+1.5/+1.0/+1.4/+1.5 dB against +0.7/+0.2/+1.3/+0.4 dB).
-#:
-#: The thresholds were chosen on Kodak itself; there is no held-out set. The ``fast`` preset
-#: keeps the smallest network at every quality: in its short training the larger ones get too
-#: few steps (Kodak-24 with growing networks at 15 s: BD-rate +23.0% against JPEG).
+#: smooth (the last bound is infinite). The network grows with quality, and between the tiers
+#: the image's detail decides. Why these bounds: docs/decisions.md, "Network by quality and by
+#: image detail" and "The fast preset's network".
 NetworkTier = tuple[int, tuple[tuple[float, str], ...]]
 PRESET_NETWORKS: dict[str, tuple[NetworkTier, ...]] = {
     "fast": ((1, ((math.inf, "small"),)),),
@@ -207,7 +175,8 @@ PRESET_NETWORKS: dict[str, tuple[NetworkTier, ...]] = {
     ),
 }
 
-#: The image size the networks above were chosen for (Kodak, 768x512).
+#: The image size the networks above were chosen for (Kodak, 768x512); see docs/decisions.md,
+#: "Smaller images get a smaller network".
 NETWORK_REFERENCE_PIXELS = 768 * 512
 
 
@@ -271,21 +240,11 @@ class Preset(str, enum.Enum):
 
 PRESETS: dict[Preset, CodecConfig] = {
     Preset.PAPER: _paper(),
-    # fast on kodim01/05/08/12/15/19/20/23 (docs/results/kodak-fast-subset8, bfcd43f): PSNR
-    # loss -30.0% against JPEG; a scratch run with the squared error at the same code -21.7%.
-    # 13 s of training: the work after it took 1.1-1.9 s per Kodak image on a machine whose
-    # steps were 1.75 times slower than where 13.5 s was chosen (31 of 120 encodes over 15 s)
+    # docs/decisions.md, "Fast preset budget" and "Fast preset uses the PSNR loss too"
     Preset.FAST: _rd(
         "fast", 3000, 13.0, Distortion.PSNR, description="rate-distortion network, short training"
     ),
-    # default: 110 s rather than 90 s because training time still buys quality (180 s against
-    # 90 s: +0.35 dB on kodim23 q5, 12 q6, 15 q3, 08 q6 over their own curves), and encoding
-    # stays under the 120 s budget (the work beyond the training budget took <= 5.2 s per image)
-    # soft rounding in the whole-image phase, against plain noise at the same bpp: +0.11 dB per
-    # point on kodim01/05/12/15/20/23 at q3 and q8 (10 of 12 better; kodim23 -0.39/-0.42 dB),
-    # +0.18 dB on kodim02/04/07/10/17/21 at q5 (5 of 6), +0.31 dB on the other 12 at q5 (10 of
-    # 12; that run got 4-9% more steps than its baseline); for `fast` it changed nothing
-    # (-0.00 dB over 19 points of kodim01/05/12/15/20/23 at q1/3/5/8, from -0.76 to +0.82)
+    # docs/decisions.md, "Default preset budget" and "Soft rounding in the whole-image phase"
     Preset.DEFAULT: _rd(
         "default",
         16000,

@@ -39,10 +39,9 @@ WEIGHT_PRECISION_START = 4
 def _descend(cost_of: Callable[[int], float], start: int, candidates: range) -> int:
     """The candidate of least cost, walking from ``start`` in the direction that lowers it.
 
-    The cost is the weights' rate plus the priced distortion (``fit.rd_objective``), which falls
-    then rises as the precision grows; walking from a likely optimum decodes the image about
-    three times instead of once per candidate (each exact decode of a Kodak image takes
-    0.05-0.15 s).
+    The cost is the weights' rate plus the priced distortion (``train.rd_objective``), which
+    falls then rises as the precision grows; walking from a likely optimum decodes the image a
+    few times instead of once per candidate (docs/decisions.md, "Weight precision").
     """
     best, best_cost = start, cost_of(start)
     for direction in (-1, 1):
@@ -79,9 +78,7 @@ def _search_precisions(cost_of: Callable[[tuple[int, ...]], float], count: int) 
 def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 50) -> None:
     """Fit the entropy model to the actual integer latent (cheap: a few numbers per channel).
 
-    50 steps: on kodim01 after `fast` training, the coded latent shrinks 8% at quality 1 (2956
-    -> 2720 bytes) and 0.5% at quality 5, all of it within 50 steps (150 steps gave the same
-    bytes) and most within 20; the 100 steps dropped saved 0.55 s of a 15 s encode.
+    Why 50 steps: docs/decisions.md, "Final entropy tuning".
     """
     symbols = torch.from_numpy(latent.astype(np.float32))[None]
     optimizer = torch.optim.Adam(entropy.parameters(), lr=0.05)

@@ -34,8 +34,8 @@ def restore_layer(x: torch.Tensor, weight: torch.Tensor, spec: LayerSpec) -> tor
     before, after = spec.padding
     if before == after and spec.kernel >= spec.stride:
         # the transposed convolution's own padding crops the same rows and columns, and
-        # training's backward pass then has no slice to scatter back (a whole-image step of
-        # the fine network on kodim23, 1 thread: 58.8 -> 49.4 ms)
+        # training's backward pass then has no slice to scatter back (faster: docs/decisions.md,
+        # "Restoring network speed")
         return F.conv_transpose2d(x, weight, stride=spec.stride, padding=before)
     h, w = x.shape[-2:]
     y = F.conv_transpose2d(x, weight, stride=spec.stride)
@@ -93,8 +93,8 @@ class CCNN(nn.Module):
     def restore(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent in latent units -> image in 0..1 (not yet clamped or rounded)."""
         x = latent / 255.0 if self.config.latent_mode is LatentMode.BYTE else latent
-        # channels-last convolutions are faster on CPU: a whole-image step of the fine network
-        # on kodim23, 1 thread, 70.7 -> 58.8 ms; the exact decoder keeps its own path
+        # channels-last convolutions are faster on CPU (docs/decisions.md, "Restoring network
+        # speed"); the exact decoder keeps its own path
         x = x.contiguous(memory_format=torch.channels_last)
         layers = len(self.config.decoder)
         for i, spec in enumerate(self.config.decoder):

@@ -38,11 +38,8 @@ def soft_round_noise(x: torch.Tensor, temperature: float) -> torch.Tensor:
     As in C3 and Cool-chic 3: plain additive noise trains the restoring network on inputs
     spread over a whole unit around each value, while rounding gives it integers; soft rounding
     on both sides of the noise pulls the values the network sees towards the integers as the
-    temperature falls, so that the final hard-rounding phase has less to undo. With the default
-    preset (110 s, temperature 0.3 to 0.1) it gained, over plain noise at the same bpp, 0.11 dB
-    per point on kodim01/05/12/15/20/23 at qualities 3 and 8, 0.18 dB on kodim02/04/07/10/17/21
-    and 0.31 dB on the other twelve Kodak images at quality 5 (25 of 30 points better; see
-    ``config.PRESETS``).
+    temperature falls, so that the final hard-rounding phase has less to undo (measured:
+    docs/decisions.md, "Soft rounding in the whole-image phase").
     """
     return soft_round(add_noise(soft_round(x, temperature)), temperature)
 
