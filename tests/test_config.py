@@ -84,3 +84,55 @@ def test_every_quality_level_has_a_slope_and_a_lambda_that_grow_with_it() -> Non
         config = EncoderOptions("default", quality=quality).resolve()
         assert config.psnr_slope == QUALITY_SLOPES[quality - 1]
         assert config.rate_lambda == QUALITY_LAMBDAS[quality - 1]
+
+
+def test_training_phases_are_the_presets_schedules() -> None:
+    from ccnn.settings import describe_phases, training_phases
+
+    for preset in ("fast", "default"):
+        config = EncoderOptions(preset, quality=5).resolve()
+        crops, whole = training_phases(config)
+        assert (crops.data, crops.learns, crops.loss) == ("crops", "networks", "squared_error")
+        assert (whole.data, whole.learns, whole.loss) == ("image", "latent", "preset")
+        assert crops.share + whole.share == 1.0 and crops.hard_share == 0.0
+        assert whole.hard_share == config.hard_rounding_fraction > 0.0
+        assert crops.learning_rate == config.learning_rate and crops.quantizer == "noise"
+        assert (whole.learning_rate, whole.latent_learning_rate) == (
+            config.refine_learning_rate,
+            config.refine_latent_lr,
+        )
+        assert (crops.crop_size, crops.crops_per_step) == (config.crop_size, config.crops_per_step)
+    fast_whole = training_phases(EncoderOptions("fast").resolve())[1]
+    assert fast_whole.quantizer == "noise" and fast_whole.temperature is None
+    default_whole = training_phases(EncoderOptions("default").resolve())[1]
+    assert default_whole.quantizer == "soft_round" and default_whole.temperature == (0.3, 0.1)
+
+    (only,) = training_phases(EncoderOptions("paper").resolve())
+    assert only.share == 1.0 and only.hard_share == 1.0 and only.learns == "networks"
+    table = describe_phases(training_phases(EncoderOptions("default").resolve())).splitlines()
+    assert len(table) == 4 and len({len(row) for row in table}) == 1
+    assert "soft 0.3->0.1" in table[3] and "hard" in describe_phases((only,))
+
+
+def test_training_phase_refuses_what_the_trainer_cannot_run() -> None:
+    import dataclasses
+
+    import pytest
+
+    from ccnn.errors import ConfigError
+    from ccnn.settings import training_phases
+
+    crops, whole = training_phases(EncoderOptions("default").resolve())
+    for bad in (
+        dict(data="tiles"),
+        dict(share=0.0),
+        dict(hard_share=1.5),
+        dict(quantizer="noise"),  # a temperature without soft rounding
+        dict(data="crops"),  # a free latent on crops
+        dict(latent_learning_rate=0.0),
+        dict(eval_interval=0),
+    ):
+        with pytest.raises(ConfigError):
+            dataclasses.replace(whole, **bad)
+    with pytest.raises(ConfigError):
+        dataclasses.replace(crops, quantizer="soft_round")  # soft rounding without a temperature

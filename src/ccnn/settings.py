@@ -409,3 +409,172 @@ def _checked(name: str, value: Any, info: OptionInfo, preset: Preset) -> Any:
         bounds = f"between {kind(low)} and {kind(high)}" if high is not None else f"at least {kind(low)}"
         raise ConfigError(f"{name} must be {bounds}, not {value}")
     return value
+
+
+# --- Training schedule ---------------------------------------------------------------------------
+#
+# How the encoder trains is data: a tuple of :class:`TrainingPhase`, run in order by
+# ``ccnn.encoder.train.Trainer``, as Cool-chic's ``TrainerPhase`` presets are. The phases are
+# derived from a :class:`CodecConfig` by :func:`training_phases`, so the presets and command-line
+# overrides above stay the one place where a schedule is chosen.
+
+#: Whole-image evaluations (best-state tracking, divergence checks, progress PSNR) come every
+#: this many steps of a crop and of a whole-image phase: counted in steps, not seconds, so that
+#: a seeded run whose step budget binds gives the same file however busy the machine is.
+#: Why these values: docs/decisions.md, "Evaluation every 250 crop and 40 refine steps".
+CROP_EVAL_INTERVAL = 250
+REFINE_EVAL_INTERVAL = 40
+
+
+@dataclass(frozen=True)
+class TrainingPhase:
+    """One phase of the per-image training: what it trains on, what learns, and how.
+
+    ``data``: ``"crops"`` (random ``crop_size`` squares, ``crops_per_step`` per step, cheap
+    steps; the whole image when it is no larger than one crop) or ``"image"`` (the whole image).
+    ``learns``: ``"networks"`` (compressing and restoring networks and entropy model, all at
+    ``learning_rate``) or ``"latent"`` (the whole image's latent as a free tensor at
+    ``latent_learning_rate``, with the restoring network and the entropy model at
+    ``learning_rate``; the latent is taken from the compressing network when the first such
+    phase starts, and the best state is tracked afresh from there). ``share``: the phase's part of
+    the step and time budget (a run's shares add up to 1; each phase ends where the running sum
+    of shares does, so time or steps a phase leaves unused go to the next). ``quantizer``: the
+    rounding stand-in of the latent, ``"noise"`` (additive uniform noise) or ``"soft_round"``
+    (soft rounding with noise at a temperature falling linearly from ``temperature[0]`` to
+    ``temperature[1]`` before the hard part), followed by straight-through hard rounding over the
+    last ``hard_share`` of the phase, so that what is optimised at the end is what is coded (the
+    poster's byte latent is always a saturating cast). ``loss``: ``"squared_error"`` (bpp + λ ·
+    255² · MSE) or ``"preset"`` (the config's ``distortion``). ``eval_interval``: steps between
+    whole-image evaluations.
+    """
+
+    name: str
+    data: str
+    learns: str
+    share: float
+    learning_rate: float
+    latent_learning_rate: float = 0.0
+    quantizer: str = "noise"
+    temperature: tuple[float, float] | None = None
+    hard_share: float = 0.0
+    loss: str = "squared_error"
+    eval_interval: int = CROP_EVAL_INTERVAL
+    crop_size: int = 32
+    crops_per_step: int = 16
+
+    DATA = ("crops", "image")
+    LEARNS = ("networks", "latent")
+    QUANTIZERS = ("noise", "soft_round")
+    LOSSES = ("squared_error", "preset")
+    #: (title, width) of the columns of :meth:`describe`, for :func:`describe_phases`.
+    COLUMNS = (
+        ("phase", 8),
+        ("data", 14),
+        ("learns", 8),
+        ("share", 5),
+        ("lr", 7),
+        ("latent lr", 9),
+        ("quantizer", 15),
+        ("hard", 4),
+        ("loss", 14),
+        ("eval", 4),
+    )
+
+    def __post_init__(self) -> None:
+        """Refuse a phase the trainer could not run, here rather than mid-training."""
+        for value, allowed, what in (
+            (self.data, self.DATA, "data"),
+            (self.learns, self.LEARNS, "learns"),
+            (self.quantizer, self.QUANTIZERS, "quantizer"),
+            (self.loss, self.LOSSES, "loss"),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"phase {self.name!r}: {what} must be one of {allowed}, not {value!r}")
+        if not 0.0 < self.share <= 1.0 or not 0.0 <= self.hard_share <= 1.0:
+            raise ConfigError(f"phase {self.name!r}: share must be in (0, 1] and hard_share in [0, 1]")
+        if (self.quantizer == "soft_round") != (self.temperature is not None):
+            raise ConfigError(f"phase {self.name!r}: soft_round needs a temperature, and only it")
+        if self.learns == "latent" and (self.data != "image" or self.latent_learning_rate <= 0.0):
+            raise ConfigError(f"phase {self.name!r}: a free latent learns on the image, at a positive rate")
+        if self.eval_interval < 1 or self.crop_size < 1 or self.crops_per_step < 1:
+            raise ConfigError(f"phase {self.name!r}: eval_interval and crop sizes must be positive")
+
+    def describe(self) -> str:
+        """The phase as one row of :func:`describe_phases`'s table (Cool-chic prints its presets so)."""
+        data = f"{self.crop_size}² crops x{self.crops_per_step}" if self.data == "crops" else "whole image"
+        quantizer = "noise"
+        if self.hard_share >= 1.0:
+            quantizer = "hard"
+        elif self.temperature is not None:
+            quantizer = f"soft {self.temperature[0]:g}->{self.temperature[1]:g}"
+        latent_lr = f"{self.latent_learning_rate:.1e}" if self.learns == "latent" else "-"
+        loss = "bpp+λ·255²·MSE" if self.loss == "squared_error" else "preset"
+        cells = (
+            self.name,
+            data,
+            self.learns,
+            f"{self.share:.2f}",
+            f"{self.learning_rate:.1e}",
+            latent_lr,
+            quantizer,
+            f"{self.hard_share:.0%}",
+            loss,
+            str(self.eval_interval),
+        )
+        return _table_row(cells)
+
+
+def _table_row(cells: tuple[str, ...]) -> str:
+    widths = (width for _, width in TrainingPhase.COLUMNS)
+    return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
+
+
+def describe_phases(phases: tuple[TrainingPhase, ...]) -> str:
+    """A Markdown table of ``phases``, one row each: what ``ccnn`` shows of a training schedule."""
+    header = _table_row(tuple(title for title, _ in TrainingPhase.COLUMNS))
+    rule = "|" + "|".join("-" * (width + 2) for _, width in TrainingPhase.COLUMNS) + "|"
+    return "\n".join([header, rule, *(phase.describe() for phase in phases)])
+
+
+def training_phases(config: CodecConfig) -> tuple[TrainingPhase, ...]:
+    """The training schedule ``config`` asks for, as the trainer runs it.
+
+    A rate-distortion preset (``refine_share`` > 0, integer latent) gets two phases: the
+    networks on crops under the squared-error loss and plain noise (on crops the noisy latent's
+    error is several dB worse than the coded image's, see :data:`QUALITY_LAMBDAS`), then the
+    free latent on the whole image under the preset's own loss, through soft rounding when
+    ``soft_rounding`` is set, ending in ``hard_rounding_fraction`` of hard rounding. Otherwise
+    (``paper``) the crop phase is the whole run and ends in the hard rounding itself; the
+    poster's byte latent cannot be a free integer tensor.
+    """
+    refine = config.refine_share > 0.0 and config.latent_mode is LatentMode.INTEGER
+    crops = TrainingPhase(
+        name="crops",
+        data="crops",
+        learns="networks",
+        share=1.0 - config.refine_share if refine else 1.0,
+        learning_rate=config.learning_rate,
+        hard_share=0.0 if refine else config.hard_rounding_fraction,
+        loss="squared_error",
+        eval_interval=CROP_EVAL_INTERVAL,
+        crop_size=config.crop_size,
+        crops_per_step=config.crops_per_step,
+    )
+    if not refine:
+        return (crops,)
+    whole_image = TrainingPhase(
+        name="refine",
+        data="image",
+        learns="latent",
+        share=config.refine_share,
+        learning_rate=config.refine_learning_rate,
+        latent_learning_rate=config.refine_latent_lr,
+        quantizer="noise" if config.soft_rounding is None else "soft_round",
+        temperature=config.soft_rounding,
+        hard_share=config.hard_rounding_fraction,
+        loss="preset",
+        eval_interval=REFINE_EVAL_INTERVAL,
+        crop_size=config.crop_size,
+        crops_per_step=config.crops_per_step,
+    )
+    return (crops, whole_image)

@@ -1,10 +1,12 @@
 """Per-image training: the network learns to compress and restore the one image being encoded.
 
-Training runs on many small random crops per step (much more steps per second than whole-image
-passes, and in practice better at equal time), with a rate-distortion loss
-``bpp + lambda * 255^2 * MSE``. The image is evaluated whole from time to time; the best whole-
-image state is kept, and a diverging run is rolled back to it. The run stops at ``steps`` or
-after ``seconds``, whichever comes first, and reports progress through a callback.
+The schedule is data: :func:`ccnn.settings.training_phases` turns a config into a tuple of
+:class:`~ccnn.settings.TrainingPhase` (for the rate-distortion presets, the networks on many
+small random crops, whose cheap steps beat whole-image passes at equal time, then a free latent
+on the whole image), and :class:`Trainer` runs them in order. The image is evaluated whole from
+time to time; the best whole-image state is kept, and a diverging run is rolled back to it. The
+run stops at ``steps`` or after ``seconds``, whichever comes first, and reports progress through
+a callback.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,22 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from ..format.spec import LatentMode
-from ..settings import CodecConfig
+from ..settings import CodecConfig, TrainingPhase, training_phases
 from .entropy_model import LatentEntropyModel
 from .model import CCNN
 from .quantize import add_noise, round_ste, saturate_byte, soft_round_noise
 from .result import Progress, ProgressCallback
 
-#: Whole-image evaluations (best-state tracking, divergence checks, progress PSNR) come every
-#: this many steps: counted in steps, not seconds, so that a seeded run whose step budget binds
-#: gives the same file however busy the machine is. A crop step costs ~5 ms and a whole-image
-#: evaluation of a 768x512 image ~100 ms; a refine step costs about three evaluations.
-CROP_EVAL_INTERVAL = 250
-REFINE_EVAL_INTERVAL = 40
 #: Squared errors below this (PSNR 100 dB) count as this in the PSNR loss, which keeps log finite.
 MSE_FLOOR = 1e-10
-
-
 
 
 @dataclass
@@ -128,10 +122,279 @@ def rd_objective(bpp: Any, mse: Any, config: CodecConfig, squared_error: bool = 
 
 
 def _crop_batch(x: torch.Tensor, size: int, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` random ``size`` x ``size`` crops of ``x``, stacked as a batch."""
     _, _, height, width = x.shape
     tops = rng.integers(0, height - size + 1, size=count)
     lefts = rng.integers(0, width - size + 1, size=count)
     return torch.cat([x[:, :, t : t + size, s : s + size] for t, s in zip(tops, lefts)], dim=0)
+
+
+def phase_ends(phases: Sequence[TrainingPhase]) -> tuple[float, ...]:
+    """Where each phase ends, as a share of the whole budget: the running sum of the shares.
+
+    The last ends at exactly 1, so that rounding in the sum never leaves a step or a second
+    unspent; shares that do not add up to 1 are refused, since such a run would not be the
+    schedule that was asked for (or printed).
+    """
+    if not phases:
+        raise ValueError("a training schedule needs at least one phase")
+    total = math.fsum(phase.share for phase in phases)
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"the phases' shares add up to {total:g}, not 1")
+    ends, running = [], 0.0
+    for phase in phases[:-1]:
+        running += phase.share
+        ends.append(running)
+    return (*ends, 1.0)
+
+
+def soft_round_temperature(phase: TrainingPhase, fraction: float) -> float | None:
+    """The phase's soft-rounding temperature at ``fraction`` of it (``None``: plain noise).
+
+    It falls linearly over the part before hard rounding, then stays at its end value.
+    """
+    if phase.temperature is None:
+        return None
+    start, end = phase.temperature
+    progress = min(fraction / max(1.0 - phase.hard_share, 1e-9), 1.0)
+    return start + (end - start) * progress
+
+
+def _set_learning_rates(
+    optimizer: torch.optim.Optimizer, rates: list[float], scale: float, done: int, fraction: float
+) -> None:
+    """A 50-step warm-up, then a cosine decay to 5% of each base rate over the phase.
+
+    The warm-up keeps the first steps of a fresh Adam (its moment estimates still empty) from
+    throwing the networks far; ``scale`` halves after each rollback, so a diverging phase
+    continues more gently.
+    """
+    warmup = min(1.0, (done + 1) / 50)
+    cosine = 0.5 * (1 + math.cos(math.pi * fraction))
+    for group, base in zip(optimizer.param_groups, rates):
+        group["lr"] = base * scale * warmup * (0.05 + 0.95 * cosine)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One whole-image measurement of the coded latent: the loss, its squared-error form
+    (positive, unlike the PSNR loss, so it can be compared by ratio), PSNR and bpp."""
+
+    loss: float
+    squared_error_loss: float
+    psnr: float
+    bpp: float
+
+
+_UNMEASURED = Evaluation(math.inf, math.inf, 0.0, 0.0)
+
+
+class Trainer:
+    """Runs a schedule of :class:`~ccnn.settings.TrainingPhase` on one image.
+
+    Holds what the phases share: the networks, the entropy model, the free latent once a phase
+    has freed it, the best whole-image state so far (the rollback point of a diverging phase,
+    and the result when training ends worse than it), the step counter and the clock. A phase
+    is then a method call on that state, and the schedule is whatever tuple of phases it is
+    given.
+    """
+
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        config: CodecConfig,
+        progress: ProgressCallback | None = None,
+        device: str | None = None,
+    ) -> None:
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.config = config
+        self.progress = progress
+        dev = pick_device(device)
+        self.height, self.width, channels = pixels.shape
+        self.image = image_tensor(pixels, config.total_stride).to(dev)
+        self.model = CCNN(config, channels).to(dev)
+        self.entropy = LatentEntropyModel(
+            config.latent_channels,
+            initial_scale=8.0 if config.latent_mode is LatentMode.BYTE else 1.0,
+            context_levels=config.context_levels if config.decoder_spec().latent_context else 0,
+        ).to(dev)
+        self.latent: torch.nn.Parameter | None = None
+        self.step = 0
+        self.last = _UNMEASURED
+        self.best = _UNMEASURED
+        self.best_state: dict[str, Any] | None = None
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since training began: the clock every phase's time budget is counted on."""
+        return time.perf_counter() - self.start
+
+    def current_latent(self) -> torch.Tensor:
+        """The latent that would be coded now: the free one, or the compressing network's."""
+        return self.model.analyse(self.image) if self.latent is None else self.latent
+
+    def evaluate(self) -> float:
+        """Whole-image loss of the coded (rounded) latent; remembers the best state so far.
+
+        Measured as the decoder will see it (rounded latent, pixels rounded to 0..255) rather
+        than through the training proxy, so that the state kept is the best file.
+        """
+        config, height, width = self.config, self.height, self.width
+        with torch.no_grad():
+            latent = self.current_latent()
+            coded = torch.round(latent)
+            if config.latent_mode is LatentMode.BYTE:
+                coded = torch.clamp(coded, 0, 255)
+            restored = self.model.restore(coded)[..., :height, :width]
+            restored = torch.clamp(torch.round(restored * 255.0), 0, 255)
+            mse = torch.mean((restored - self.image[..., :height, :width] * 255.0) ** 2).item() / 255.0**2
+            bpp = self.entropy.bits(coded).item() / (height * width)
+        squared_error_loss = rd_objective(bpp, mse, config, squared_error=True)
+        psnr = 10 * math.log10(1.0 / max(mse, 1e-12))
+        self.last = Evaluation(rd_objective(bpp, mse, config), squared_error_loss, psnr, bpp)
+        if self.last.loss < self.best.loss:
+            self.best = self.last
+            self.best_state = {
+                "model": copy.deepcopy(self.model.state_dict()),
+                "entropy": copy.deepcopy(self.entropy.state_dict()),
+                "latent": None if self.latent is None else self.latent.detach().clone(),
+            }
+        return self.last.loss
+
+    def diverged(self) -> bool:
+        """Whether the whole image's squared-error loss jumped to 1.5 times that of the best
+        state: the rollback test, the same for every preset and loss."""
+        self.evaluate()
+        return self.last.squared_error_loss > 1.5 * self.best.squared_error_loss
+
+    def restore_best(self) -> None:
+        """Go back to the best state evaluated so far (networks, entropy model, free latent)."""
+        if self.best_state is None:
+            return
+        self.model.load_state_dict(self.best_state["model"])
+        self.entropy.load_state_dict(self.best_state["entropy"])
+        if self.latent is not None and self.best_state["latent"] is not None:
+            with torch.no_grad():
+                self.latent.copy_(self.best_state["latent"])
+
+    def free_latent(self) -> None:
+        """Make the compressing network's latent of the best state a free tensor to optimise.
+
+        The best loss starts afresh: states from before have no free latent to go back to. The
+        squared-error loss the divergence test compares with is kept until the next evaluation.
+        """
+        self.evaluate()
+        self.restore_best()
+        with torch.no_grad():
+            self.latent = torch.nn.Parameter(self.model.analyse(self.image).detach().clone())
+        self.best = Evaluation(math.inf, self.best.squared_error_loss, self.best.psnr, self.best.bpp)
+        self.evaluate()
+
+    def report(self, label: str) -> None:
+        """Tell the progress callback where training is, with the last whole-image measurement."""
+        if self.progress is not None:
+            self.progress(
+                Progress(
+                    self.step,
+                    self.config.steps,
+                    self.elapsed(),
+                    self.config.seconds,
+                    self.last.psnr,
+                    self.last.bpp,
+                    label,
+                )
+            )
+
+    def parameters(self, phase: TrainingPhase) -> tuple[list[torch.Tensor], list[float]]:
+        """(tensors that learn in ``phase``, the learning rate of each)."""
+        if phase.learns == "networks":
+            params = [*self.model.parameters(), *self.entropy.parameters()]
+            return params, [phase.learning_rate] * len(params)
+        if self.latent is None:
+            raise RuntimeError(f"phase {phase.name!r} learns the latent before it was freed")
+        decoder = [*self.model.decoder_weights, *self.model.decoder_biases]
+        params = [self.latent, *decoder, *self.entropy.parameters()]
+        return params, [phase.latent_learning_rate] + [phase.learning_rate] * (len(params) - 1)
+
+    def batches(self, phase: TrainingPhase) -> Callable[[], torch.Tensor]:
+        """What each step of ``phase`` trains on: random crops (a multiple of the latent's
+        stride in size), or the whole image when asked for or when no smaller crop fits."""
+        if phase.data == "image":
+            return lambda: self.image
+        stride = self.config.total_stride
+        padded = min(self.image.shape[-2], self.image.shape[-1])
+        crop = max(stride, min(phase.crop_size, padded) // stride * stride)
+        if crop >= padded:
+            return lambda: self.image
+        return lambda: _crop_batch(self.image, crop, phase.crops_per_step, self.rng)
+
+    def loss(self, phase: TrainingPhase, target: torch.Tensor, hard: bool, fraction: float) -> torch.Tensor:
+        """The training loss of one step of ``phase`` on ``target`` (a batch of crops or the image)."""
+        latent = self.model.analyse(target) if phase.learns == "networks" else self.latent
+        assert latent is not None
+        squared_error = phase.loss == "squared_error"
+        temperature = soft_round_temperature(phase, fraction)
+        return rd_loss(
+            self.model, self.entropy, latent, target, self.config, hard, squared_error, temperature
+        )[0]
+
+    def run_phase(self, phase: TrainingPhase, end: float = 1.0) -> None:
+        """Train ``phase`` until the step count or the clock reaches ``end`` of the budget.
+
+        Adam under :func:`_set_learning_rates`' schedule, hard rounding over the last
+        ``hard_share`` of the phase, a whole-image evaluation every ``eval_interval`` steps,
+        and after a non-finite loss or a jump of the evaluated loss a rollback to the best state
+        with a fresh optimizer at half the rate.
+        """
+        if phase.learns == "latent" and self.latent is None:
+            self.free_latent()
+        params, rates = self.parameters(phase)
+        batch = self.batches(phase)
+        steps = max(1, round(self.config.steps * end) - self.step)
+        seconds = max(self.config.seconds * end - self.elapsed(), 1e-3)
+        groups = [{"params": [p], "lr": lr} for p, lr in zip(params, rates)]
+        optimizer = torch.optim.Adam(groups)
+        phase_start, first, lr_scale = time.perf_counter(), self.step, 1.0
+        while True:
+            done = self.step - first
+            fraction = max(done / steps, (time.perf_counter() - phase_start) / seconds)
+            if fraction >= 1.0:
+                break
+            hard = fraction >= 1.0 - phase.hard_share
+            _set_learning_rates(optimizer, rates, lr_scale, done, fraction)
+            loss = self.loss(phase, batch(), hard, fraction)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+            self.step += 1
+            due = done > 0 and (done + 1) % phase.eval_interval == 0
+            if not math.isfinite(loss.item()) or (due and self.diverged()):
+                self.restore_best()
+                optimizer = torch.optim.Adam(groups)
+                lr_scale *= 0.5
+            self.report(f"{phase.name}, hard rounding" if hard else phase.name)
+
+    def run(self, phases: Sequence[TrainingPhase]) -> FitResult:
+        """Run ``phases`` in order, each to its share of the budget; return the best state."""
+        ends = phase_ends(phases)
+        self.evaluate()
+        self.report("start")
+        for phase, end in zip(phases, ends):
+            self.run_phase(phase, end)
+        if self.evaluate() > self.best.loss:
+            self.restore_best()
+        self.report("done")
+        with torch.no_grad():
+            latent = self.current_latent().detach().clone()
+        return FitResult(
+            model=self.model.cpu().eval(),
+            entropy=self.entropy.cpu(),
+            latent=latent.cpu(),
+            steps=self.step,
+            seconds=self.elapsed(),
+        )
 
 
 def fit(
@@ -140,9 +403,10 @@ def fit(
     progress: ProgressCallback | None = None,
     device: str | None = None,
 ) -> FitResult:
-    """Train a CCNN on ``pixels`` (uint8 H x W x C) under ``config``.
+    """Train a CCNN on ``pixels`` (uint8 H x W x C) under ``config``'s training phases.
 
-    Two phases share the step and time budget. The *crop* phase trains the compressing and
+    For the rate-distortion presets two phases share the step and time budget (see
+    :func:`ccnn.settings.training_phases`). The *crop* phase trains the compressing and
     restoring networks on random crops (many cheap steps). The *refine* phase (a share
     ``config.refine_share`` of the budget) then takes the compressing network's latent of the
     whole image as a free tensor and optimises it jointly with the restoring network and the
@@ -150,192 +414,4 @@ def fit(
     latent is what is coded. On kodim23 (a 256x256 crop, 3000 crop steps) 600 refine steps
     lifted PSNR from 28.2 to 32.1 dB at a similar rate.
     """
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    dev = pick_device(device)
-    stride = config.total_stride
-    height, width, channels = pixels.shape
-    x_full = image_tensor(pixels, stride).to(dev)
-    model = CCNN(config, channels).to(dev)
-    entropy = LatentEntropyModel(
-        config.latent_channels,
-        initial_scale=8.0 if config.latent_mode is LatentMode.BYTE else 1.0,
-        context_levels=config.context_levels if config.decoder_spec().latent_context else 0,
-    ).to(dev)
-
-    padded = min(x_full.shape[-2], x_full.shape[-1])
-    crop = max(stride, min(config.crop_size, padded) // stride * stride)
-    whole_image = crop >= padded
-    refine = config.refine_share > 0.0 and config.latent_mode is LatentMode.INTEGER
-    crop_share = 1.0 - config.refine_share if refine else 1.0
-    crop_steps = max(1, round(config.steps * crop_share))
-    crop_seconds = config.seconds * crop_share
-
-    start = time.perf_counter()
-    best_loss = math.inf
-    best_squared_error_loss = math.inf
-    best_state: dict | None = None
-    last_psnr, last_bpp, last_squared_error_loss = 0.0, 0.0, math.inf
-    step = 0
-    latent_param: torch.Tensor | None = None
-
-    def current_latent() -> torch.Tensor:
-        return model.analyse(x_full) if latent_param is None else latent_param
-
-    def evaluate() -> float:
-        """Whole-image loss of the coded (rounded) latent; remembers the best state so far."""
-        nonlocal last_psnr, last_bpp, last_squared_error_loss, best_loss, best_squared_error_loss, best_state
-        with torch.no_grad():
-            latent = current_latent()
-            coded = (
-                torch.clamp(torch.round(latent), 0, 255)
-                if config.latent_mode is LatentMode.BYTE
-                else torch.round(latent)
-            )
-            restored = torch.clamp(torch.round(model.restore(coded)[..., :height, :width] * 255.0), 0, 255)
-            mse = torch.mean((restored - x_full[..., :height, :width] * 255.0) ** 2).item() / 255.0**2
-            bpp = entropy.bits(coded).item() / (height * width)
-        last_psnr = 10 * math.log10(1.0 / max(mse, 1e-12))
-        last_bpp = bpp
-        last_squared_error_loss = rd_objective(bpp, mse, config, squared_error=True)
-        loss = rd_objective(bpp, mse, config)
-        if loss < best_loss:
-            best_loss = loss
-            best_squared_error_loss = last_squared_error_loss
-            best_state = {
-                "model": copy.deepcopy(model.state_dict()),
-                "entropy": copy.deepcopy(entropy.state_dict()),
-                "latent": None if latent_param is None else latent_param.detach().clone(),
-            }
-        return loss
-
-    def diverged() -> bool:
-        """Whether the whole image's squared-error loss (positive, unlike the PSNR loss) jumped
-        to 1.5 times that of the best state: the rollback test, the same for every preset."""
-        evaluate()
-        return last_squared_error_loss > 1.5 * best_squared_error_loss
-
-    def restore_best() -> None:
-        if best_state is None:
-            return
-        model.load_state_dict(best_state["model"])
-        entropy.load_state_dict(best_state["entropy"])
-        if latent_param is not None and best_state["latent"] is not None:
-            with torch.no_grad():
-                latent_param.copy_(best_state["latent"])
-
-    def report(phase: str) -> None:
-        if progress is not None:
-            progress(
-                Progress(
-                    step,
-                    config.steps,
-                    time.perf_counter() - start,
-                    config.seconds,
-                    last_psnr,
-                    last_bpp,
-                    phase,
-                )
-            )
-
-    def run_phase(
-        phase: str,
-        params: list[torch.Tensor],
-        learning_rates: list[float],
-        phase_steps: int,
-        phase_seconds: float,
-        hard_fraction: float,
-        eval_interval: int,
-        batch: Callable[[], torch.Tensor],
-        loss_of: Callable[[torch.Tensor, bool, float], torch.Tensor],
-    ) -> None:
-        """Adam with warm-up and a cosine schedule, divergence rollback and periodic evaluation."""
-        nonlocal step
-        groups = [{"params": [p], "lr": lr} for p, lr in zip(params, learning_rates)]
-        optimizer = torch.optim.Adam(groups)
-        phase_start, first = time.perf_counter(), step
-        lr_scale = 1.0
-        while True:
-            done = step - first
-            fraction = max(done / phase_steps, (time.perf_counter() - phase_start) / phase_seconds)
-            if fraction >= 1.0:
-                break
-            hard = fraction >= 1.0 - hard_fraction
-            warmup = min(1.0, (done + 1) / 50)
-            cosine = 0.5 * (1 + math.cos(math.pi * fraction))
-            for group, base in zip(optimizer.param_groups, learning_rates):
-                group["lr"] = base * lr_scale * warmup * (0.05 + 0.95 * cosine)
-            loss = loss_of(batch(), hard, fraction)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
-            step += 1
-            due = done > 0 and (done + 1) % eval_interval == 0
-            if not math.isfinite(loss.item()) or (due and diverged()):
-                # diverged: go back to the best whole-image state and continue more gently
-                restore_best()
-                optimizer = torch.optim.Adam(groups)
-                lr_scale *= 0.5
-            report(f"{phase}, hard rounding" if hard else phase)
-
-    def crop_loss(batch: torch.Tensor, hard: bool, fraction: float) -> torch.Tensor:
-        return rd_loss(model, entropy, model.analyse(batch), batch, config, hard, squared_error=True)[0]
-
-    evaluate()
-    report("start")
-    network_params = list(model.parameters()) + list(entropy.parameters())
-    run_phase(
-        "crops",
-        network_params,
-        [config.learning_rate] * len(network_params),
-        crop_steps,
-        crop_seconds,
-        0.0 if refine else config.hard_rounding_fraction,
-        CROP_EVAL_INTERVAL,
-        (lambda: x_full) if whole_image else (lambda: _crop_batch(x_full, crop, config.crops_per_step, rng)),
-        crop_loss,
-    )
-    if refine:
-        evaluate()
-        restore_best()
-        with torch.no_grad():
-            latent_param = torch.nn.Parameter(model.analyse(x_full).detach().clone())
-        best_loss = math.inf
-        evaluate()
-        decoder_params = list(model.decoder_weights) + list(model.decoder_biases)
-        refine_params = [latent_param, *decoder_params, *entropy.parameters()]
-        rates = [config.refine_latent_lr] + [config.refine_learning_rate] * (len(refine_params) - 1)
-
-        def refine_loss(target: torch.Tensor, hard: bool, fraction: float) -> torch.Tensor:
-            temperature = None
-            if config.soft_rounding is not None:
-                start_t, end_t = config.soft_rounding
-                progress = min(fraction / max(1.0 - config.hard_rounding_fraction, 1e-9), 1.0)
-                temperature = start_t + (end_t - start_t) * progress
-            return rd_loss(model, entropy, latent_param, target, config, hard, temperature=temperature)[0]
-
-        run_phase(
-            "refine",
-            refine_params,
-            rates,
-            max(1, config.steps - step),
-            max(config.seconds - (time.perf_counter() - start), 1e-3),
-            config.hard_rounding_fraction,
-            REFINE_EVAL_INTERVAL,
-            lambda: x_full,
-            refine_loss,
-        )
-    final = evaluate()
-    if final > best_loss:
-        restore_best()
-    report("done")
-    with torch.no_grad():
-        latent = current_latent().detach().clone()
-    return FitResult(
-        model=model.cpu().eval(),
-        entropy=entropy.cpu(),
-        latent=latent.cpu(),
-        steps=step,
-        seconds=time.perf_counter() - start,
-    )
+    return Trainer(pixels, config, progress, device).run(training_phases(config))
