@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -425,6 +425,12 @@ def _checked(name: str, value: Any, info: OptionInfo, preset: Preset) -> Any:
 CROP_EVAL_INTERVAL = 250
 REFINE_EVAL_INTERVAL = 40
 
+#: What a training phase trains on, what learns, its rounding stand-in and its loss.
+PhaseData = Literal["crops", "image"]
+PhaseLearns = Literal["networks", "latent"]
+PhaseQuantizer = Literal["noise", "soft_round"]
+PhaseLoss = Literal["squared_error", "preset"]
+
 
 @dataclass(frozen=True)
 class TrainingPhase:
@@ -449,23 +455,19 @@ class TrainingPhase:
     """
 
     name: str
-    data: str
-    learns: str
+    data: PhaseData
+    learns: PhaseLearns
     share: float
     learning_rate: float
     latent_learning_rate: float = 0.0
-    quantizer: str = "noise"
+    quantizer: PhaseQuantizer = "noise"
     temperature: tuple[float, float] | None = None
     hard_share: float = 0.0
-    loss: str = "squared_error"
+    loss: PhaseLoss = "squared_error"
     eval_interval: int = CROP_EVAL_INTERVAL
     crop_size: int = 32
     crops_per_step: int = 16
 
-    DATA = ("crops", "image")
-    LEARNS = ("networks", "latent")
-    QUANTIZERS = ("noise", "soft_round")
-    LOSSES = ("squared_error", "preset")
     #: (title, width) of the columns of :meth:`describe`, for :func:`describe_phases`.
     COLUMNS = (
         ("phase", 8),
@@ -483,10 +485,10 @@ class TrainingPhase:
     def __post_init__(self) -> None:
         """Refuse a phase the trainer could not run, here rather than mid-training."""
         for value, allowed, what in (
-            (self.data, self.DATA, "data"),
-            (self.learns, self.LEARNS, "learns"),
-            (self.quantizer, self.QUANTIZERS, "quantizer"),
-            (self.loss, self.LOSSES, "loss"),
+            (self.data, get_args(PhaseData), "data"),
+            (self.learns, get_args(PhaseLearns), "learns"),
+            (self.quantizer, get_args(PhaseQuantizer), "quantizer"),
+            (self.loss, get_args(PhaseLoss), "loss"),
         ):
             if value not in allowed:
                 raise ConfigError(f"phase {self.name!r}: {what} must be one of {allowed}, not {value!r}")
