@@ -381,7 +381,7 @@ def run_batch(
                 runner = serial_results(tasks()) if pool <= 1 else pool_results(tasks(), pool)
             else:
                 address = None if ray is True or ray == "" else str(ray)
-                runner = ray_results(tasks(), address, threads, options.get("device"))
+                runner = ray_results(tasks(), address, threads, device)
             with contextlib.closing(runner):
                 for task, outcome in runner:
                     finish(by_name[task.name], outcome)
