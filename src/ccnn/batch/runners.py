@@ -83,13 +83,68 @@ def _stop_pool(executor: ProcessPoolExecutor) -> None:
         process.join(timeout=10)
 
 
-def _died(task: Task, attempt: int, retry: deque[tuple[Task, int]]) -> Outcome | None:
+Pending = dict[Future[Outcome], tuple[Task, int]]  # a submitted task and its attempt number
+Retries = deque[tuple[Task, int]]  # tasks whose worker died, to submit again first
+
+
+def _died(task: Task, attempt: int, retry: Retries) -> Outcome | None:
     """Queue ``task`` again after its worker died, or give up on it after MAX_ATTEMPTS."""
     if attempt < MAX_ATTEMPTS:
         retry.append((task, attempt + 1))
         return None
     tries = f"{MAX_ATTEMPTS} tries" if MAX_ATTEMPTS > 1 else "1 try"
     return Outcome(None, error=f"its worker process died (killed, or out of memory?); {tries}")
+
+
+def _top_up(
+    executor: ProcessPoolExecutor,
+    function: TaskFunction,
+    pending: Pending,
+    retry: Retries,
+    source: Iterator[Task],
+    limit: int,
+) -> None:
+    """Submit tasks until ``limit`` are in flight: retries first, then new ones, read lazily."""
+    while len(pending) < limit:
+        if retry:
+            task, attempt = retry.popleft()
+        elif (next_task := next(source, None)) is not None:
+            task, attempt = next_task, 1
+        else:
+            break
+        pending[executor.submit(function, task)] = (task, attempt)
+
+
+def _collect(
+    done: Iterable[Future[Outcome]], pending: Pending, retry: Retries
+) -> tuple[list[tuple[Task, Outcome]], bool]:
+    """The outcomes of the ``done`` futures, and whether the pool broke (a worker died).
+
+    A task whose worker died is queued for a retry (no outcome yet) or, out of tries, failed.
+    """
+    results: list[tuple[Task, Outcome]] = []
+    broken = False
+    for future in done:
+        task, attempt = pending.pop(future)
+        try:
+            results.append((task, future.result()))
+        except BrokenProcessPool:
+            broken = True
+            if (outcome := _died(task, attempt, retry)) is not None:
+                results.append((task, outcome))
+        except Exception as exc:  # e.g. a result that cannot travel back
+            results.append((task, Outcome(None, error=f"worker error: {type(exc).__name__}: {exc}")))
+    return results, broken
+
+
+def _lost_with_pool(pending: Pending, retry: Retries) -> list[tuple[Task, Outcome]]:
+    """Every task still in a broken pool went down with it: retry it, or fail it if out of tries."""
+    results: list[tuple[Task, Outcome]] = []
+    for task, attempt in pending.values():
+        if (outcome := _died(task, attempt, retry)) is not None:
+            results.append((task, outcome))
+    pending.clear()
+    return results
 
 
 def pool_results(tasks: Iterable[Task], jobs: int, function: TaskFunction = run_task) -> Results:
@@ -101,41 +156,19 @@ def pool_results(tasks: Iterable[Task], jobs: int, function: TaskFunction = run_
     :func:`run_task` in tests.
     """
     source = iter(tasks)
-    retry: deque[tuple[Task, int]] = deque()
-    pending: dict[Future[Outcome], tuple[Task, int]] = {}
+    retry: Retries = deque()
+    pending: Pending = {}
     executor = _new_pool(jobs)
     finished = False
     try:
         while True:
-            while len(pending) < QUEUE_PER_SLOT * jobs:
-                if retry:
-                    task, attempt = retry.popleft()
-                elif (next_task := next(source, None)) is not None:
-                    task, attempt = next_task, 1
-                else:
-                    break
-                pending[executor.submit(function, task)] = (task, attempt)
+            _top_up(executor, function, pending, retry, source, QUEUE_PER_SLOT * jobs)
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            results: list[tuple[Task, Outcome]] = []
-            broken = False
-            for future in done:
-                task, attempt = pending.pop(future)
-                try:
-                    results.append((task, future.result()))
-                except BrokenProcessPool:
-                    broken = True
-                    if (outcome := _died(task, attempt, retry)) is not None:
-                        results.append((task, outcome))
-                except Exception as exc:  # e.g. a result that cannot travel back
-                    results.append((task, Outcome(None, error=f"worker error: {type(exc).__name__}: {exc}")))
+            results, broken = _collect(done, pending, retry)
             if broken:
-                # every task still in the dead pool went down with it
-                for task, attempt in pending.values():
-                    if (outcome := _died(task, attempt, retry)) is not None:
-                        results.append((task, outcome))
-                pending.clear()
+                results += _lost_with_pool(pending, retry)
                 _stop_pool(executor)
                 executor = _new_pool(jobs)
             yield from results
@@ -156,6 +189,45 @@ def import_ray() -> ModuleType:
     return ray
 
 
+def _connect(ray: ModuleType, address: str | None) -> bool:
+    """Start or join the Ray cluster at ``address`` unless Ray is up already.
+
+    True when this call started it, so that the caller shuts down only what it started.
+    """
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f" at {address}" if address else ""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CCNNError(f"cannot start or reach Ray{where}: {first}") from None
+    return True
+
+
+def _on_cpu(task: Task) -> Task:
+    """``task`` pinned to the CPU when it gets no GPU and its device is left open: a node's own
+    GPU would give other bytes than a local CPU run."""
+    if task.options.get("device") in (None, "auto"):
+        return dataclasses.replace(task, options={**task.options, "device": "cpu"})
+    return task
+
+
+def _ray_outcome(ray: ModuleType, ref: object) -> Outcome:
+    """The outcome of a finished Ray task; a task Ray gave up on fails with Ray's first line."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        lines = str(exc).strip().splitlines()
+        detail = lines[0] if lines else type(exc).__name__
+        return Outcome(None, error=f"Ray task failed: {type(exc).__name__}: {detail}")
+
+
 def ray_results(tasks: Iterable[Task], address: str | None, threads: int, device: str | None) -> Results:
     """Run one Ray task per image on the cluster at ``address`` (``None``: Ray's default choice).
 
@@ -166,20 +238,7 @@ def ray_results(tasks: Iterable[Task], address: str | None, threads: int, device
     left alone.
     """
     ray = import_ray()
-    started = False
-    if not ray.is_initialized():
-        try:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-            )
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            where = f" at {address}" if address else ""
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CCNNError(f"cannot start or reach Ray{where}: {first}") from None
-        started = True
+    started = _connect(ray, address)
     pending: dict[object, Task] = {}
     try:
         resources = ray.cluster_resources()
@@ -191,21 +250,13 @@ def ray_results(tasks: Iterable[Task], address: str | None, threads: int, device
         source = iter(tasks)
         while True:
             while len(pending) < limit and (task := next(source, None)) is not None:
-                if not gpus and task.options.get("device") in (None, "auto"):
-                    task = dataclasses.replace(task, options={**task.options, "device": "cpu"})
+                task = task if gpus else _on_cpu(task)
                 pending[remote.remote(task)] = task
             if not pending:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                task = pending.pop(ref)
-                try:
-                    outcome = ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    lines = str(exc).strip().splitlines()
-                    detail = lines[0] if lines else type(exc).__name__
-                    outcome = Outcome(None, error=f"Ray task failed: {type(exc).__name__}: {detail}")
-                yield task, outcome
+                yield pending.pop(ref), _ray_outcome(ray, ref)
     finally:
         for ref in pending:
             with contextlib.suppress(Exception):

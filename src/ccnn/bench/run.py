@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -209,33 +209,40 @@ def plan(codecs: Iterable[Codec], images: list[BenchImage], cache: Cache) -> tup
     return outcome, tasks
 
 
-def execute(
-    tasks: list[Task],
+#: Called with each task and its record as it finishes.
+Finish = Callable[[Task, dict[str, Any]], None]
+
+
+def _finish(
+    task: Task,
+    record: dict[str, Any],
+    *,
     outcome: Outcome,
     cache: Cache,
-    jobs: int = 1,
-    on_done: Callable[[Task, dict[str, Any]], None] | None = None,
-    on_start: Callable[[Task], None] | None = None,
-) -> Outcome:
-    """Run ``tasks`` (in ``jobs`` worker processes when more than one), caching each result.
+    on_done: Finish | None,
+) -> None:
+    """Keep one measurement: cached unless it failed (so that a rerun tries it again)."""
+    if "error" not in record:
+        cache.put(task.codec.name, task.key, record)
+    outcome.records[(task.codec.name, task.image.name, task.quality)] = record
+    outcome.measured += 1
+    if on_done is not None:
+        on_done(task, record)
 
-    ``on_start`` is called before each task when running in this process (``jobs`` = 1).
+
+def _execute_here(tasks: list[Task], finish: Finish, on_start: Callable[[Task], None] | None) -> None:
+    """Run the tasks one after the other in this process (no worker start-up)."""
+    for task in tasks:
+        if on_start is not None:
+            on_start(task)
+        finish(task, _run_task(task))
+
+
+def _execute_on_pool(tasks: list[Task], jobs: int, finish: Finish) -> None:
+    """Run the tasks on ``jobs`` fresh interpreters, at most two per worker in flight.
+
+    Each result is kept as it arrives, so that an interrupt loses only the measurements in flight.
     """
-
-    def finish(task: Task, record: dict[str, Any]) -> None:
-        if "error" not in record:
-            cache.put(task.codec.name, task.key, record)
-        outcome.records[(task.codec.name, task.image.name, task.quality)] = record
-        outcome.measured += 1
-        if on_done is not None:
-            on_done(task, record)
-
-    if jobs <= 1:
-        for task in tasks:
-            if on_start is not None:
-                on_start(task)
-            finish(task, _run_task(task))
-        return outcome
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         pending: dict[Future, Task] = {}
@@ -257,6 +264,25 @@ def execute(
             for future in pending:
                 future.cancel()
             raise
+
+
+def execute(
+    tasks: list[Task],
+    outcome: Outcome,
+    cache: Cache,
+    jobs: int = 1,
+    on_done: Callable[[Task, dict[str, Any]], None] | None = None,
+    on_start: Callable[[Task], None] | None = None,
+) -> Outcome:
+    """Run ``tasks`` (in ``jobs`` worker processes when more than one), caching each result.
+
+    ``on_start`` is called before each task when running in this process (``jobs`` = 1).
+    """
+    finish = partial(_finish, outcome=outcome, cache=cache, on_done=on_done)
+    if jobs <= 1:
+        _execute_here(tasks, finish, on_start)
+    else:
+        _execute_on_pool(tasks, jobs, finish)
     return outcome
 
 
