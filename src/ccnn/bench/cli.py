@@ -15,7 +15,7 @@ from ..paths import sample_path
 from .codecs import CLASSICAL, CODEC_NAMES, CcnnCodec, Codec
 from .report import RunInfo, bd_table, write_results
 from .reproduce import run_reproduce
-from .run import Cache, Task, default_threads, execute, find_images, plan, progress_bar
+from .run import Cache, Outcome, Task, default_threads, execute, find_images, plan, progress_bar
 
 DEFAULT_BENCH_DIR = "results/bench"
 DEFAULT_REPRODUCE_DIR = "docs/results"
@@ -104,7 +104,40 @@ def build_codecs(args: argparse.Namespace) -> list[Codec]:
     return codecs
 
 
+def _execute_with_progress(tasks: list[Task], outcome: Outcome, cache: Cache, jobs: int, quiet: bool) -> bool:
+    """Run ``tasks`` under a progress bar; False when Ctrl-C stopped them.
+
+    An interruption is not an error: what finished is cached and the same command continues.
+    """
+    bar = progress_bar(outcome.cached + len(tasks), outcome.cached, enabled=not quiet)
+
+    def start(task: Task) -> None:
+        bar.set_postfix_str(f"{task.codec.name} {task.image.name} {task.codec.quality_label(task.quality)}")
+
+    def done(task: Task, record: dict) -> None:
+        if jobs > 1:
+            start(task)
+        bar.update(1)
+        if "error" in record:
+            bar.write(f"ccnn bench: {task.codec.name} {task.image.name}: {record['error']}", file=sys.stderr)
+
+    try:
+        execute(tasks, outcome, cache, jobs=jobs, on_done=done, on_start=start)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"ccnn bench: interrupted; {outcome.measured + outcome.cached} measurements are cached "
+            f"in {cache.directory}, run the same command to continue",
+            file=sys.stderr,
+        )
+        return False
+    finally:
+        bar.close()
+    return True
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``ccnn bench``: measure what the cache lacks, then write the results and print BD-rates."""
     codecs = build_codecs(args)
     images_dir = Path(args.images) if args.images else sample_path()
     images = find_images(images_dir)
@@ -122,31 +155,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         threads=threads,
     )
-    total = outcome.cached + len(tasks)
-    bar = progress_bar(total, outcome.cached, enabled=not args.quiet)
-
-    def start(task: Task) -> None:
-        bar.set_postfix_str(f"{task.codec.name} {task.image.name} {task.codec.quality_label(task.quality)}")
-
-    def done(task: Task, record: dict) -> None:
-        if args.jobs > 1:
-            start(task)
-        bar.update(1)
-        if "error" in record:
-            bar.write(f"ccnn bench: {task.codec.name} {task.image.name}: {record['error']}", file=sys.stderr)
-
-    try:
-        execute(tasks, outcome, cache, jobs=args.jobs, on_done=done, on_start=start)
-    except KeyboardInterrupt:
-        bar.close()
-        print(
-            f"ccnn bench: interrupted; {outcome.measured + outcome.cached} measurements are cached "
-            f"in {cache.directory}, run the same command to continue",
-            file=sys.stderr,
-        )
+    if not _execute_with_progress(tasks, outcome, cache, args.jobs, args.quiet):
         return 130
-    finally:
-        bar.close()
     if not outcome.codecs:
         raise CCNNError("no codec could run (see the notes above)")
     curves = write_results(outcome, info, out_dir)
@@ -184,6 +194,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``ccnn bench`` and ``ccnn reproduce`` on the ``ccnn`` parser."""
+    _add_bench_parser(commands)
+    _add_reproduce_parser(commands)
+
+
+def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
+    """``ccnn bench``: the images, the codecs and their sweeps, the encoder's options, the jobs."""
     bench = commands.add_parser(
         "bench",
         help="rate-distortion benchmark against JPEG, WebP, JPEG 2000, HEIF, AVIF and JPEG XL",
@@ -221,6 +237,9 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     bench.set_defaults(func=_with_argv(cmd_bench))
 
+
+def _add_reproduce_parser(commands: argparse._SubParsersAction) -> None:
+    """``ccnn reproduce``: the image, the budgets and λ sweep of the poster's experiments, the cache."""
     reproduce = commands.add_parser(
         "reproduce",
         help="recreate the poster's experiments on kodim08 and write poster.md",

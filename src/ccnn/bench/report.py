@@ -215,131 +215,179 @@ class RunInfo:
         return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
 
 
-def write_report(
-    outcome: Outcome, curves: dict[str, Curve], info: RunInfo, path: Path, plot: str | None
-) -> str:
-    """report.md: settings, BD tables, PSNR at fixed rates, averaged curves and timings."""
-    lines: list[str] = []
-    add = lines.append
-    add("# Rate-distortion benchmark")
-    add("")
-    add(f"Made by `{info.command}`.")
-    add("")
+def _header_lines(outcome: Outcome, info: RunInfo) -> list[str]:
+    """The title and how the run was made, so a reader can judge and repeat the measurements."""
     sizes = sorted({f"{i.width}x{i.height}" for i in outcome.images})
-    add(
+    lines = [
+        "# Rate-distortion benchmark",
+        "",
+        f"Made by `{info.command}`.",
+        "",
         f"- Images: {len(outcome.images)} from `{info.images_dir}` ({', '.join(sizes)}), "
-        "measured per image, averaged per quality point (CompressAI convention)."
-    )
-    add(
-        "- Rate: whole file, bpp = 8 x bytes / (H x W). PSNR-RGB on 8-bit RGB; MS-SSIM-RGB as pytorch-msssim."
-    )
-    add(
+        "measured per image, averaged per quality point (CompressAI convention).",
+        "- Rate: whole file, bpp = 8 x bytes / (H x W). "
+        "PSNR-RGB on 8-bit RGB; MS-SSIM-RGB as pytorch-msssim.",
         f"- Machine: {info.cpu or RunInfo.machine()}. Jobs: {info.jobs}, each allowed {info.threads} "
-        f"thread{'s' if info.threads != 1 else ''} (Pillow's JPEG, WebP and JPEG 2000 encoders use one)."
-    )
+        f"thread{'s' if info.threads != 1 else ''} (Pillow's JPEG, WebP and JPEG 2000 encoders use one).",
+    ]
     loads = [r["load_average"] for *_, r in outcome.rows() if r.get("load_average") is not None]
     if loads:
-        add(
+        lines.append(
             f"- 1-minute load average when the measurements started: {min(loads):.1f} to {max(loads):.1f} "
             "(above jobs x threads, other work shared the cores and slowed the timings)."
         )
-    add(
+    lines.append(
         f"- Measurements: {outcome.measured} made in this run, {outcome.cached} taken from the cache "
         f"(encode/decode seconds are those of the run that made them, with the threads in the CSV)."
     )
-    add("")
-    add("## Codecs")
-    add("")
-    add("| codec | settings | libraries |")
-    add("|---|---|---|")
-    for codec in outcome.codecs:
-        add(f"| {codec.label} | {codec.settings()} | {codec.versions()} |")
-    for name, reason in outcome.skipped.items():
-        add(f"| {name} | **skipped**: {reason} | |")
-    add("")
+    return [*lines, ""]
+
+
+def _codec_lines(outcome: Outcome, curves: dict[str, Curve], plot: str | None) -> list[str]:
+    """The codecs with their settings and library versions, what was skipped or left out, the plot.
+
+    Library versions move the results, so each codec's are written next to its name.
+    """
+    lines = ["## Codecs", "", "| codec | settings | libraries |", "|---|---|---|"]
+    lines += [f"| {codec.label} | {codec.settings()} | {codec.versions()} |" for codec in outcome.codecs]
+    lines += [f"| {name} | **skipped**: {reason} | |" for name, reason in outcome.skipped.items()]
+    lines.append("")
     for curve in curves.values():
         for note in curve.incomplete:
-            add(f"- {curve.codec.label}: point {note} left out (not measured on every image)")
+            lines.append(f"- {curve.codec.label}: point {note} left out (not measured on every image)")
     if plot:
-        add("")
-        add(f"![rate-distortion curves]({plot})")
+        lines += ["", f"![rate-distortion curves]({plot})"]
+    return lines
+
+
+def _section(title: str, intro: str) -> list[str]:
+    """A report section's opening: a blank line, the ``##`` title and one paragraph."""
+    return ["", f"## {title}", "", intro, ""]
+
+
+def _bd_table_head(first: str) -> list[str]:
+    """The header of a BD table; ``first`` names the first column (the codec or the anchor)."""
+    return [
+        f"| {first} | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | PSNR overlap |",
+        "|---|---:|---:|---:|---|",
+    ]
+
+
+def _anchor_lines(curves: dict[str, Curve]) -> list[str]:
+    """One BD table per anchor codec (JPEG, AVIF) that has a curve: the usual comparison."""
+    lines: list[str] = []
     for anchor in ANCHORS:
         if anchor not in curves or len(curves[anchor].bpp) < 2:
             continue
-        add("")
-        add(f"## BD-rate against {curves[anchor].codec.label}")
-        add("")
-        add(
+        lines += _section(
+            f"BD-rate against {curves[anchor].codec.label}",
             "On the averaged curves, PCHIP interpolation, over the PSNR range both curves cover. "
-            "Negative BD-rate: fewer bits for the same quality."
+            "Negative BD-rate: fewer bits for the same quality.",
         )
-        add("")
-        add("| codec | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | PSNR overlap |")
-        add("|---|---:|---:|---:|---|")
+        lines += _bd_table_head("codec")
         for row in bd_table(curves, anchor):
-            add(f"| {curves[row['codec']].codec.label} " + _bd_cells(row))
-    ours = [curve for curve in curves.values() if any(v is not None for v in curve.side_share)]
+            lines.append(f"| {curves[row['codec']].codec.label} " + _bd_cells(row))
+    return lines
+
+
+def _against_every_codec_lines(curves: dict[str, Curve], ours: list[Curve]) -> list[str]:
+    """Each of ``ours`` (the ccnn curves) against every other codec as the anchor in turn.
+
+    The anchor tables above answer "how do codecs compare with JPEG"; this one answers "where does
+    ccnn stand against each codec", which needs every codec as the anchor.
+    """
+    lines: list[str] = []
     for curve in ours:
         others = [c for c in curves.values() if c is not curve and len(c.bpp) >= 2]
         if len(curve.bpp) < 2 or not others:
             continue
-        add("")
-        add(f"## {curve.codec.label} against every codec")
-        add("")
-        add("The same measure with each codec in turn as the anchor. Negative: ccnn needs fewer bits.")
-        add("")
-        add("| against | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | PSNR overlap |")
-        add("|---|---:|---:|---:|---|")
+        lines += _section(
+            f"{curve.codec.label} against every codec",
+            "The same measure with each codec in turn as the anchor. Negative: ccnn needs fewer bits.",
+        )
+        lines += _bd_table_head("against")
         for other in others:
-            add(f"| {other.codec.label} " + _bd_cells(bd_row(other, curve)))
-    add("")
-    add("## PSNR-RGB at fixed rates")
-    add("")
-    add("Read off each averaged curve (PCHIP in log-bpp); — where the curve does not reach that rate.")
-    add("")
-    add("| codec | " + " | ".join(f"{b:g} bpp" for b in REPORT_BPPS) + " |")
-    add("|---|" + "---:|" * len(REPORT_BPPS))
+            lines.append(f"| {other.codec.label} " + _bd_cells(bd_row(other, curve)))
+    return lines
+
+
+def _rate_table_head() -> list[str]:
+    """The header of a table with one column per rate of :data:`REPORT_BPPS`."""
+    return [
+        "| codec | " + " | ".join(f"{b:g} bpp" for b in REPORT_BPPS) + " |",
+        "|---|" + "---:|" * len(REPORT_BPPS),
+    ]
+
+
+def _fixed_rate_lines(curves: dict[str, Curve]) -> list[str]:
+    """PSNR of every codec at the same few rates: a comparison that needs no anchor."""
+    lines = _section(
+        "PSNR-RGB at fixed rates",
+        "Read off each averaged curve (PCHIP in log-bpp); — where the curve does not reach that rate.",
+    )
+    lines += _rate_table_head()
     for curve in curves.values():
         values = [quality_at_rate(curve.bpp, curve.psnr, b) for b in REPORT_BPPS]
-        add(f"| {curve.codec.label} | " + " | ".join(_fmt(v, ".2f") for v in values) + " |")
-    if ours:
-        add("")
-        add("## Share of the file that is not latent, at fixed rates")
-        add("")
-        add(
-            "Header, decoder weights and entropy model, as a share of the whole file (mean of the "
-            "images per quality point), read off like PSNR above."
+        lines.append(f"| {curve.codec.label} | " + " | ".join(_fmt(v, ".2f") for v in values) + " |")
+    return lines
+
+
+def _side_share_lines(ours: list[Curve]) -> list[str]:
+    """How much of ccnn's files is not latent at fixed rates: the price of carrying the decoder.
+
+    Empty when no curve knows its latent's size.
+    """
+    if not ours:
+        return []
+    lines = _section(
+        "Share of the file that is not latent, at fixed rates",
+        "Header, decoder weights and entropy model, as a share of the whole file (mean of the "
+        "images per quality point), read off like PSNR above.",
+    )
+    lines += _rate_table_head()
+    for curve in ours:
+        shares = [side_share_at_rate(curve, b) for b in REPORT_BPPS]
+        lines.append(f"| {curve.codec.label} | " + " | ".join(_fmt(v, ".1%") for v in shares) + " |")
+    return lines
+
+
+def _curve_lines(curve: Curve) -> list[str]:
+    """One codec's averaged points with timings: the numbers every table above is read from."""
+    shares = any(v is not None for v in curve.side_share)
+    lines = [
+        "",
+        f"### {curve.codec.label}",
+        "",
+        "| setting | bpp | PSNR-RGB (dB) | MS-SSIM-RGB | encode (s) | decode (s) |"
+        + (" not latent |" if shares else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if shares else ""),
+    ]
+    for i, quality in enumerate(curve.quality):
+        share = f" {_fmt(curve.side_share[i], '.1%')} |" if shares else ""
+        lines.append(
+            f"| {curve.codec.quality_label(quality)} | {curve.bpp[i]:.4f} | {curve.psnr[i]:.2f} "
+            f"| {_fmt(curve.ms_ssim[i], '.5f')} | {curve.encode_seconds[i]:.3f} "
+            f"| {curve.decode_seconds[i]:.4f} |{share}"
         )
-        add("")
-        add("| codec | " + " | ".join(f"{b:g} bpp" for b in REPORT_BPPS) + " |")
-        add("|---|" + "---:|" * len(REPORT_BPPS))
-        for curve in ours:
-            shares = [side_share_at_rate(curve, b) for b in REPORT_BPPS]
-            add(f"| {curve.codec.label} | " + " | ".join(_fmt(v, ".1%") for v in shares) + " |")
-    add("")
-    add("## Averaged curves")
+    if shares:
+        lines += [
+            "",
+            "*not latent*: header, decoder weights and entropy model (share of the file, mean of images).",
+        ]
+    return lines
+
+
+def write_report(
+    outcome: Outcome, curves: dict[str, Curve], info: RunInfo, path: Path, plot: str | None
+) -> str:
+    """report.md: settings, BD tables, PSNR at fixed rates, averaged curves and timings."""
+    ours = [curve for curve in curves.values() if any(v is not None for v in curve.side_share)]
+    lines = _header_lines(outcome, info) + _codec_lines(outcome, curves, plot)
+    lines += _anchor_lines(curves) + _against_every_codec_lines(curves, ours)
+    lines += _fixed_rate_lines(curves) + _side_share_lines(ours)
+    lines += ["", "## Averaged curves"]
     for curve in curves.values():
-        add("")
-        add(f"### {curve.codec.label}")
-        add("")
-        shares = any(v is not None for v in curve.side_share)
-        add(
-            "| setting | bpp | PSNR-RGB (dB) | MS-SSIM-RGB | encode (s) | decode (s) |"
-            + (" not latent |" if shares else "")
-        )
-        add("|---|---:|---:|---:|---:|---:|" + ("---:|" if shares else ""))
-        for i, quality in enumerate(curve.quality):
-            share = f" {_fmt(curve.side_share[i], '.1%')} |" if shares else ""
-            add(
-                f"| {curve.codec.quality_label(quality)} | {curve.bpp[i]:.4f} | {curve.psnr[i]:.2f} "
-                f"| {_fmt(curve.ms_ssim[i], '.5f')} | {curve.encode_seconds[i]:.3f} "
-                f"| {curve.decode_seconds[i]:.4f} |{share}"
-            )
-        if shares:
-            add("")
-            add(
-                "*not latent*: header, decoder weights and entropy model (share of the file, mean of images)."
-            )
+        lines += _curve_lines(curve)
     text = "\n".join(lines) + "\n"
     write_atomic(path, text.encode(), force=True)
     return text

@@ -413,106 +413,209 @@ def _bd_10_vs_35(m: Measurements, field: str) -> tuple[float | None, float | Non
     return bd_rate(*args), bd_psnr(*args)
 
 
-def judge(m: Measurements) -> list[tuple[str, str, str]]:
-    """Each claim of the poster with our verdict and the numbers behind it."""
+#: A claim of the poster, our verdict on it, and the numbers behind the verdict.
+Claim = tuple[str, str, str]
+
+
+def _extremes_claims(m: Measurements) -> list[Claim]:
+    """The claim "beats JPEG at the extremes", once per way of counting sizes.
+
+    The poster counted the latent only; the whole file is what a user stores, so both are judged.
+    """
     claims = []
     for name, field in COUNTS.items():
         verdict, detail = verdict_extremes(compare_with_jpeg(_valid(m.sweeps[10]), field, m.jpeg, m.raw))
         detail += _gap_note(m)
         claim = f"Beats JPEG at compression ratio > {HIGH_RATIO:g} or < {LOW_RATIO:g} — sizes counted {name}"
         claims.append((claim, verdict, detail))
+    return claims
 
+
+def _filter_size_claim(m: Measurements) -> Claim:
+    """The claim "10x10 beats 35x35": PSNR at each λ both trained validly, BD-PSNR over the sweep.
+
+    Points whose filter is smaller than the stride are left out: they measure unwritten pixels.
+    """
+    claim = "Smaller (10x10) filters are better overall than 35x35"
     valid = {id(p) for k in KERNELS for p in _valid(m.sweeps[k])}
     pairs = [(a, b) for a, b in zip(m.sweeps[10], m.sweeps[35]) if id(a) in valid and id(b) in valid]
+    if not pairs:
+        return claim, "untested", "no λ with both filter sizes trained"
     better = sum(a["psnr"] > b["psnr"] for a, b in pairs)
     bd = {name: _bd_10_vs_35(m, field) for name, field in COUNTS.items()}
     whole = bd["whole file"][1]
-    if not pairs:
-        verdict, detail = "untested", "no λ with both filter sizes trained"
+    if better == len(pairs) and (whole is None or whole > 0):
+        verdict = "supported"
+    elif better > len(pairs) / 2 or (whole is not None and whole > 0):
+        verdict = "partly supported"
     else:
-        if better == len(pairs) and (whole is None or whole > 0):
-            verdict = "supported"
-        elif better > len(pairs) / 2 or (whole is not None and whole > 0):
-            verdict = "partly supported"
-        else:
-            verdict = "not supported"
-        detail = (
-            f"10x10 has the higher PSNR at {better}/{len(pairs)} λ values{_gap_note(m)}; BD-PSNR of 10x10 "
-            "against 35x35: "
-            + ", ".join(f"{_f(v[1], '+.2f')} dB ({n})" for n, v in bd.items())
-            + " (— where the two curves' size ranges do not overlap)"
-        )
-    claims.append(("Smaller (10x10) filters are better overall than 35x35", verdict, detail))
+        verdict = "not supported"
+    detail = (
+        f"10x10 has the higher PSNR at {better}/{len(pairs)} λ values{_gap_note(m)}; BD-PSNR of 10x10 "
+        "against 35x35: "
+        + ", ".join(f"{_f(v[1], '+.2f')} dB ({n})" for n, v in bd.items())
+        + " (— where the two curves' size ranges do not overlap)"
+    )
+    return claim, verdict, detail
 
+
+def _reach(points: list[dict[str, Any]], target: float) -> float | None:
+    """The training seconds after which ``points`` (one per budget) first reach ``target`` dB."""
+    return time_to_reach([p["train_seconds"] for p in points], [p["psnr"] for p in points], target)
+
+
+def _learning_speed_claim(m: Measurements, learn: dict[int, list[dict[str, Any]]]) -> Claim:
+    """The claim "smaller filters learn faster": the time each size needs to near the weaker's best.
+
+    The target is the weaker filter's best so that both sizes can reach it.
+    """
+    claim = "Models with smaller filters learn faster"
+    if not all(learn[k] for k in KERNELS):
+        return claim, "untested", "the learning-speed runs failed"
+    target = min(max(p["psnr"] for p in learn[k]) for k in KERNELS) - ACCEPTABLE_DB
+    t10, t35 = _reach(learn[10], target), _reach(learn[35], target)
+    if t10 is None or t35 is None:
+        verdict, detail = "inconclusive", f"a filter size never reached {target:.2f} dB"
+    else:
+        verdict = "supported" if t10 < 0.8 * t35 else "not supported" if t10 > 1.25 * t35 else "inconclusive"
+        detail = (
+            f"time to reach {target:.2f} dB (the weaker filter's best minus {ACCEPTABLE_DB} dB): "
+            f"10x10 {t10:.0f} s, 35x35 {t35:.0f} s"
+        )
+    gaps = [
+        a["psnr"] - b["psnr"]
+        for a, b in zip(m.curves[10], m.curves[35])
+        if "error" not in a and "error" not in b
+    ]
+    detail += "; PSNR of 10x10 minus 35x35 per budget: " + ", ".join(f"{d:+.2f} dB" for d in gaps)
+    return claim, verdict, detail
+
+
+def _near_best(points: list[dict[str, Any]]) -> tuple[float, float | None]:
+    """The best PSNR of ``points`` and the training seconds after which they come within
+    :data:`ACCEPTABLE_DB` of it: "acceptable" is measured against the image's own best."""
+    best = max(p["psnr"] for p in points)
+    return best, _reach(points, best - ACCEPTABLE_DB)
+
+
+def _training_time_detail(m: Measurements, learn: dict[int, list[dict[str, Any]]]) -> str:
+    """How long each filter size needs to come near its best, and from which budget 10x10 beats
+    JPEG at the same whole-file size (``learn[10]`` must not be empty)."""
+    longest = learn[10][-1]["seconds"]
+    best, needed = _near_best(learn[10])
+    beats = [
+        p["seconds"] for p in learn[10] if (ref := m.jpeg.psnr_at(p["bytes"])) is not None and p["psnr"] > ref
+    ]
+    detail = (
+        f"10x10, λ={CURVE_RATIO}: within {ACCEPTABLE_DB} dB of the {longest:g} s result ({best:.2f} dB) "
+        f"after {_f(needed, '.0f')} s of training; "
+        + (f"beats JPEG at the same whole-file size from the {min(beats):g} s budget on" if beats
+           else "never beats JPEG at the same whole-file size at this λ")
+    )  # fmt: skip
+    if learn[35]:
+        best35, needed35 = _near_best(learn[35])
+        detail += (
+            f"; 35x35: within {ACCEPTABLE_DB} dB of its {learn[35][-1]['seconds']:g} s result "
+            f"({best35:.2f} dB) after {_f(needed35, '.0f')} s"
+        )
+    return detail
+
+
+def _training_time_claim(m: Measurements, learn: dict[int, list[dict[str, Any]]]) -> Claim:
+    """The claim "about 10 minutes is needed": untested unless the longest 10x10 budget is 10 minutes
+    or more, refuted when 10x10 comes within :data:`ACCEPTABLE_DB` of its best in under 5."""
+    claim = "About 10 minutes of training is needed for acceptable results"
+    if not learn[10]:
+        return claim, "untested", "the learning-speed runs failed"
+    longest = learn[10][-1]["seconds"]
+    _, needed = _near_best(learn[10])
+    detail = _training_time_detail(m, learn)
+    if longest < 600:
+        return claim, "untested", detail + f"; the longest training here was {longest:g} s, under 10 minutes"
+    if needed is not None and needed >= 300:
+        return claim, "supported", detail
+    return claim, "not supported", detail + " (less than 5 minutes is enough on this machine)"
+
+
+def judge(m: Measurements) -> list[Claim]:
+    """Each claim of the poster with our verdict and the numbers behind it."""
     learn = {k: _ok(m.curves[k]) for k in KERNELS}
-    if all(learn[k] for k in KERNELS):
-        target = min(max(p["psnr"] for p in learn[k]) for k in KERNELS) - ACCEPTABLE_DB
-        reach = {
-            k: time_to_reach([p["train_seconds"] for p in learn[k]], [p["psnr"] for p in learn[k]], target)
-            for k in KERNELS
-        }
-        t10, t35 = reach[10], reach[35]
-        if t10 is None or t35 is None:
-            verdict, detail = "inconclusive", f"a filter size never reached {target:.2f} dB"
-        else:
-            verdict = (
-                "supported" if t10 < 0.8 * t35 else "not supported" if t10 > 1.25 * t35 else "inconclusive"
-            )
-            detail = (
-                f"time to reach {target:.2f} dB (the weaker filter's best minus {ACCEPTABLE_DB} dB): "
-                f"10x10 {t10:.0f} s, 35x35 {t35:.0f} s"
-            )
-        gaps = [
-            a["psnr"] - b["psnr"]
-            for a, b in zip(m.curves[10], m.curves[35])
-            if "error" not in a and "error" not in b
-        ]
-        detail += "; PSNR of 10x10 minus 35x35 per budget: " + ", ".join(f"{d:+.2f} dB" for d in gaps)
-    else:
-        verdict, detail = "untested", "the learning-speed runs failed"
-    claims.append(("Models with smaller filters learn faster", verdict, detail))
+    return [
+        *_extremes_claims(m),
+        _filter_size_claim(m),
+        _learning_speed_claim(m, learn),
+        _training_time_claim(m, learn),
+    ]
 
-    if learn[10]:
-        longest = learn[10][-1]["seconds"]
-        best = max(p["psnr"] for p in learn[10])
-        needed = time_to_reach(
-            [p["train_seconds"] for p in learn[10]], [p["psnr"] for p in learn[10]], best - ACCEPTABLE_DB
+
+def _trainings(seconds: float, budgets: list[float], ratios: list[int]) -> list[Training]:
+    """Every training the experiments need, each once: the λ sweeps, then the learning-speed budgets.
+
+    A learning-speed run at the sweep's budget is the sweep's own point, so it is not trained twice.
+    """
+    trainings = [Training(k, r, seconds) for k in KERNELS for r in ratios]
+    trainings += [Training(k, CURVE_RATIO, b) for k in KERNELS for b in budgets]
+    return list(dict.fromkeys(trainings))
+
+
+@dataclass
+class _TrainingProgress:
+    """A training's progress on the bar, redrawn at most once a second of training."""
+
+    bar: Any
+    training: Training
+    last: float = 0.0
+
+    def __call__(self, event: Any) -> None:
+        if event.seconds - self.last >= 1.0:
+            self.last = event.seconds
+            self.bar.set_postfix_str(
+                f"{self.training.label}: {event.seconds:.0f}/{event.budget_seconds:.0f} s"
+            )
+
+
+def _train_and_store(
+    training: Training, cache: TrainingCache, pixels: np.ndarray, threads: int, bar: Any
+) -> dict[str, Any]:
+    """Train once and cache the record at once, so an interruption loses only the training under way.
+
+    The threads and the load average go into the record: they explain slow or unusual timings.
+    """
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    record, data = train_one(cache.codec_for(training), pixels, training, _TrainingProgress(bar, training))
+    record["threads"] = threads
+    record["load_average"] = load
+    return cache.put(training, record, data)
+
+
+def _train_missing(
+    todo: list[Training],
+    records: dict[Training, dict[str, Any]],
+    cache: TrainingCache,
+    pixels: np.ndarray,
+    threads: int,
+    bar: Any,
+) -> bool:
+    """Run the trainings in ``todo``, adding their records to ``records``; False when interrupted.
+
+    Ctrl-C is not an error: what finished stays cached and the same command continues.
+    """
+    try:
+        for training in todo:
+            record = records[training] = _train_and_store(training, cache, pixels, threads, bar)
+            if "error" in record:
+                bar.write(f"ccnn reproduce: {training.label}: {record['error']}", file=sys.stderr)
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"ccnn reproduce: interrupted; {len(records)} trainings are cached in {cache.directory}, "
+            "run the same command to continue",
+            file=sys.stderr,
         )
-        beats = [
-            p["seconds"]
-            for p in learn[10]
-            if (ref := m.jpeg.psnr_at(p["bytes"])) is not None and p["psnr"] > ref
-        ]
-        detail = (
-            f"10x10, λ={CURVE_RATIO}: within {ACCEPTABLE_DB} dB of the {longest:g} s result ({best:.2f} dB) "
-            f"after {_f(needed, '.0f')} s of training; "
-            + (f"beats JPEG at the same whole-file size from the {min(beats):g} s budget on" if beats
-               else "never beats JPEG at the same whole-file size at this λ")
-        )  # fmt: skip
-        if learn[35]:
-            best35 = max(p["psnr"] for p in learn[35])
-            needed35 = time_to_reach(
-                [p["train_seconds"] for p in learn[35]],
-                [p["psnr"] for p in learn[35]],
-                best35 - ACCEPTABLE_DB,
-            )
-            detail += (
-                f"; 35x35: within {ACCEPTABLE_DB} dB of its {learn[35][-1]['seconds']:g} s result "
-                f"({best35:.2f} dB) after {_f(needed35, '.0f')} s"
-            )
-        if longest < 600:
-            verdict, detail = (
-                "untested",
-                detail + f"; the longest training here was {longest:g} s, under 10 minutes",
-            )
-        elif needed is not None and needed >= 300:
-            verdict = "supported"
-        else:
-            verdict, detail = "not supported", detail + " (less than 5 minutes is enough on this machine)"
-    else:
-        verdict, detail = "untested", "the learning-speed runs failed"
-    claims.append(("About 10 minutes of training is needed for acceptable results", verdict, detail))
-    return claims
+        return False
+    bar.close()
+    return True
 
 
 def gather(
@@ -528,14 +631,8 @@ def gather(
     from tqdm import tqdm
 
     pixels = load_rgb(source)
-    trainings = [Training(k, r, seconds) for k in KERNELS for r in ratios]
-    trainings += [Training(k, CURVE_RATIO, b) for k in KERNELS for b in budgets]
-    trainings = list(dict.fromkeys(trainings))
-    records: dict[Training, dict[str, Any]] = {}
-    for training in trainings:
-        record = cache.get(training)
-        if record is not None:
-            records[training] = record
+    trainings = _trainings(seconds, budgets, ratios)
+    records = {t: r for t in trainings if (r := cache.get(t)) is not None}
     todo = [t for t in trainings if t not in records]
     if todo and cache.any_code:
         missing = ", ".join(t.label for t in todo)
@@ -548,32 +645,8 @@ def gather(
             f"{sum(t.seconds for t in todo) / 60:.0f} min), {len(records)} cached in {cache.directory}",
             file=sys.stderr,
         )
-    try:
-        for training in todo:
-            last = [0.0]
-
-            def progress(event: Any, training: Training = training, last: list[float] = last) -> None:
-                if event.seconds - last[0] >= 1.0:
-                    last[0] = event.seconds
-                    bar.set_postfix_str(f"{training.label}: {event.seconds:.0f}/{event.budget_seconds:.0f} s")
-
-            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-            record, data = train_one(cache.codec_for(training), pixels, training, progress)
-            record["threads"] = threads
-            record["load_average"] = load
-            records[training] = cache.put(training, record, data)
-            if "error" in record:
-                bar.write(f"ccnn reproduce: {training.label}: {record['error']}", file=sys.stderr)
-            bar.update(1)
-    except KeyboardInterrupt:
-        bar.close()
-        print(
-            f"ccnn reproduce: interrupted; {len(records)} trainings are cached in {cache.directory}, "
-            "run the same command to continue",
-            file=sys.stderr,
-        )
+    if not _train_missing(todo, records, cache, pixels, threads, bar):
         return None
-    bar.close()
     return Measurements(
         source=source,
         pixels=pixels,
@@ -597,36 +670,33 @@ FIGURES = {
 }
 
 
-def write_figures(m: Measurements, cache: TrainingCache, out_dir: Path) -> str:
-    """The four figures; returns the caption of the crop (empty when it could not be made)."""
+def _plot_size_figures(m: Measurements, out_dir: Path) -> None:
+    """Figures (a) and (b): PSNR against size, counted the poster's way and the whole file's.
+
+    (a) shows how much the counting matters for 10x10 filters; (b) sets the two filter sizes side
+    by side.
+    """
     red, blue = {"color": "tab:red"}, {"color": "tab:blue"}
-    plot_sizes(
-        [
-            ("CCNN 10x10, whole file", m.sweeps[10], "bytes", red),
-            (
-                "CCNN 10x10, latent only (as the poster)",
-                m.sweeps[10],
-                "latent_bytes",
-                {**red, "linestyle": "--"},
-            ),
-            ("CCNN 10x10, raw byte latent", m.sweeps[10], "latent_raw_bytes", {**red, "linestyle": ":"}),
-        ],
-        m.jpeg,
-        m.raw,
-        out_dir / FIGURES["a"],
-    )
-    plot_sizes(
-        [
-            ("10x10, whole file", m.sweeps[10], "bytes", red),
-            ("10x10, latent only", m.sweeps[10], "latent_bytes", {**red, "linestyle": "--"}),
-            ("35x35, whole file", m.sweeps[35], "bytes", blue),
-            ("35x35, latent only", m.sweeps[35], "latent_bytes", {**blue, "linestyle": "--"}),
-        ],
-        m.jpeg,
-        m.raw,
-        out_dir / FIGURES["b"],
-    )
-    plot_learning(m.curves, out_dir / FIGURES["c"])
+    counted = [
+        ("CCNN 10x10, whole file", m.sweeps[10], "bytes", red),
+        ("CCNN 10x10, latent only (as the poster)", m.sweeps[10], "latent_bytes", {**red, "linestyle": "--"}),
+        ("CCNN 10x10, raw byte latent", m.sweeps[10], "latent_raw_bytes", {**red, "linestyle": ":"}),
+    ]
+    plot_sizes(counted, m.jpeg, m.raw, out_dir / FIGURES["a"])
+    filters = [
+        ("10x10, whole file", m.sweeps[10], "bytes", red),
+        ("10x10, latent only", m.sweeps[10], "latent_bytes", {**red, "linestyle": "--"}),
+        ("35x35, whole file", m.sweeps[35], "bytes", blue),
+        ("35x35, latent only", m.sweeps[35], "latent_bytes", {**blue, "linestyle": "--"}),
+    ]
+    plot_sizes(filters, m.jpeg, m.raw, out_dir / FIGURES["b"])
+
+
+def _write_crop(m: Measurements, cache: TrainingCache, out_dir: Path) -> str:
+    """Figure (d): the original, CCNN and JPEG at about the same size, for the kind of artifacts.
+
+    Returns its caption, empty when the CCNN training for it has no file (it failed).
+    """
     crop = Training(10, min(m.ratios, key=lambda r: abs(r - CROP_RATIO)), m.seconds)
     data = cache.data(crop)
     if data is None:
@@ -650,6 +720,13 @@ def write_figures(m: Measurements, cache: TrainingCache, out_dir: Path) -> str:
         f"CCNN 10x10 at λ={crop.ratio} ({len(data):,} bytes, whole file) and the JPEG nearest in size "
         f"(quality {jpeg_quality}, {jpeg_bytes:,} bytes); centre 176x176 crops enlarged 2x."
     )
+
+
+def write_figures(m: Measurements, cache: TrainingCache, out_dir: Path) -> str:
+    """The four figures; returns the caption of the crop (empty when it could not be made)."""
+    _plot_size_figures(m, out_dir)
+    plot_learning(m.curves, out_dir / FIGURES["c"])
+    return _write_crop(m, cache, out_dir)
 
 
 def _point_row(m: Measurements, point: dict[str, Any]) -> list[str]:
@@ -679,20 +756,12 @@ def _loads(m: Measurements) -> str:
     )
 
 
-def write_poster(
-    m: Measurements, claims: list[tuple[str, str, str]], crop: str, command: str, path: Path
-) -> None:
-    """poster.md: how it was made, the verdicts, and the tables behind them."""
+def _setup_paragraph(m: Measurements) -> str:
+    """Image, network, budgets, threads and machine: what the numbers below depend on."""
     height, width = m.pixels.shape[:2]
-    lines: list[str] = []
-    add = lines.append
-    add("# The poster's experiments, reproduced")
-    add("")
-    add(f"Made by `{command}`.")
-    add("")
     poster_size = ': the poster\'s "788 KB"' if m.source.name == "kodim08.png" else ""
     reduced = " — a reduced budget (the poster trained for about 10 minutes)" if m.seconds < 600 else ""
-    add(
+    return (
         f"Image: `{m.source.name}` ({width}x{height}; {m.raw:,} bytes as 24-bit RGB, "
         f"{m.source.stat().st_size:,} bytes as a file{poster_size}). Network: `--preset paper` (one "
         "strided convolution, one transposed convolution, Leaky ReLU, byte latent), seed 0, training stopped "
@@ -700,57 +769,81 @@ def write_poster(
         f"{', '.join(f'{b:g}' for b in m.budgets)} s at λ = {CURVE_RATIO}. Torch threads: {m.threads}; "
         f"{RunInfo.machine()}{_loads(m)}."
     )
-    add("")
-    add(
+
+
+def _code_note(m: Measurements) -> list[str]:
+    """A warning when the trainings were made by other encoder code than the current one.
+
+    ``--from-cache`` may reuse such trainings; the reader must know the poster is not fresh.
+    """
+    codes = sorted({str(p.get("code", "unrecorded")) for k in KERNELS for p in m.sweeps[k] + m.curves[k]})
+    if not m.fallback and codes == [m.code]:
+        return []
+    made = ", ".join(c if c != "unrecorded" else "hash not recorded" for c in codes)
+    return [
+        "The trainings were taken from the cache with `--from-cache`: they were made by another version "
+        f"of the encoder's code ({made}) than the current one ({m.code}); hashes of the encoder's "
+        "sources.",
+        "",
+    ]
+
+
+def _intro_lines(m: Measurements, claims: list[Claim], command: str) -> list[str]:
+    """The title, how the poster was made, how sizes are counted, and the verdicts."""
+    lines = ["# The poster's experiments, reproduced", "", f"Made by `{command}`.", ""]
+    lines += [_setup_paragraph(m), ""]
+    lines += [
         "Compression ratio = 24-bit RGB size / data size, which is the poster's λ when the latent is counted "
         "as raw bytes. Sizes are counted three ways: the *whole .ccnn file* (header, restoring network's "
         "weights, entropy model, latent), the *latent only* as coded in the file (what the poster counted: "
-        "its restoring network was not part of the data), and the *raw byte latent* H/λ x W/λ x 3λ."
-    )
-    add("")
-    codes = sorted({str(p.get("code", "unrecorded")) for k in KERNELS for p in m.sweeps[k] + m.curves[k]})
-    if m.fallback or codes != [m.code]:
-        made = ", ".join(c if c != "unrecorded" else "hash not recorded" for c in codes)
-        add(
-            "The trainings were taken from the cache with `--from-cache`: they were made by another version "
-            f"of the encoder's code ({made}) than the current one ({m.code}); hashes of the encoder's "
-            "sources."
-        )
-        add("")
-    add("## Claims")
-    add("")
+        "its restoring network was not part of the data), and the *raw byte latent* H/λ x W/λ x 3λ.",
+        "",
+    ]
+    lines += _code_note(m)
+    lines += ["## Claims", ""]
     lines += _table(["poster's claim", "our verdict", "measured"], [[c, f"**{v}**", d] for c, v, d in claims])
-    add("")
-    add("Verdicts are computed from the measurements below by `ccnn reproduce`, not written by hand.")
-    add("")
-    add("## (a) PSNR against data size, 10x10 filters, against JPEG")
-    add("")
-    add(f"![PSNR against size]({FIGURES['a']})")
-    add("")
+    lines += [
+        "",
+        "Verdicts are computed from the measurements below by `ccnn reproduce`, not written by hand.",
+        "",
+    ]
+    return lines
+
+
+def _size_section(m: Measurements) -> list[str]:
+    """(a): every 10x10 sweep point with its sizes and JPEG's PSNR at those sizes."""
+    lines = [
+        "## (a) PSNR against data size, 10x10 filters, against JPEG",
+        "",
+        f"![PSNR against size]({FIGURES['a']})",
+        "",
+    ]
     header = ["λ", "whole file (B)", "latent (B)", "raw latent (B)", "weights (B)", "PSNR (dB)",
               "JPEG at whole-file size", "JPEG at latent size", "steps", "train (s)"]  # fmt: skip
     lines += _table(header, [_point_row(m, p) for p in m.sweeps[10]])
-    add("")
+    lines.append("")
     for p in m.sweeps[10] + m.sweeps[35]:
         if p["ratio"] > p["kernel"]:
             gap = 1 - (p["kernel"] / p["ratio"]) ** 2
-            add(
+            lines.append(
                 f"- λ={p['ratio']} with {p['kernel']}x{p['kernel']} filters: the filter is smaller than the "
                 f"stride, so the restoring layer writes nothing into {gap:.0%} of the pixels (they get only "
                 "its bias). Such a point measures that gap more than the network."
             )
-    add("")
-    add(
+    lines += [
+        "",
         f"JPEG: Pillow/libjpeg-turbo, 4:2:0, optimize=True, qualities 1-100 ({min(m.jpeg.bytes):,} to "
         f"{max(m.jpeg.bytes):,} bytes, {min(m.jpeg.psnr):.2f} to {max(m.jpeg.psnr):.2f} dB); its PSNR at a "
         "given size is interpolated between qualities (PCHIP in log size). Above JPEG's largest file, CCNN "
-        "must beat JPEG's best PSNR; below JPEG's smallest file there is nothing to compare (n/a)."
-    )
-    add("")
-    add("## (b) 10x10 against 35x35 filters")
-    add("")
-    add(f"![filter sizes]({FIGURES['b']})")
-    add("")
+        "must beat JPEG's best PSNR; below JPEG's smallest file there is nothing to compare (n/a).",
+        "",
+    ]
+    return lines
+
+
+def _filters_section(m: Measurements) -> list[str]:
+    """(b): both filter sizes at each λ, the failed trainings, and BD-rates of 10x10 against 35x35."""
+    lines = ["## (b) 10x10 against 35x35 filters", "", f"![filter sizes]({FIGURES['b']})", ""]
     rows = []
     for a, b in zip(m.sweeps[10], m.sweeps[35]):
         cells = [str(a["ratio"])]
@@ -762,23 +855,26 @@ def write_poster(
             )
         rows.append(cells)
     lines += _table(["λ", "10x10: PSNR, whole file", "35x35: PSNR, whole file"], rows)
-    add("")
+    lines.append("")
     for p in m.sweeps[10] + m.sweeps[35]:
         if "error" in p:
-            add(f"- {p['kernel']}x{p['kernel']}, λ={p['ratio']}: {p['error']}")
+            lines.append(f"- {p['kernel']}x{p['kernel']}, λ={p['ratio']}: {p['error']}")
     for name, field in COUNTS.items():
         rate, gain = _bd_10_vs_35(m, field)
-        add(f"- 10x10 against 35x35, {name}: BD-rate {_f(rate, '+.1f')}%, BD-PSNR {_f(gain, '+.2f')} dB")
-    add("")
-    add("## (c) Learning speed")
-    add("")
-    add(f"![learning speed]({FIGURES['c']})")
-    add("")
-    add(
+        lines.append(
+            f"- 10x10 against 35x35, {name}: BD-rate {_f(rate, '+.1f')}%, BD-PSNR {_f(gain, '+.2f')} dB"
+        )
+    return [*lines, ""]
+
+
+def _learning_section(m: Measurements) -> list[str]:
+    """(c): PSNR and steps of each filter size after each training budget."""
+    lines = ["## (c) Learning speed", "", f"![learning speed]({FIGURES['c']})", ""]
+    lines += [
         "Each point is a complete training with that time budget (the learning-rate schedule follows the "
-        "budget), then the real file is written and decoded."
-    )
-    add("")
+        "budget), then the real file is written and decoded.",
+        "",
+    ]
     rows = []
     for i, budget in enumerate(m.budgets):
         cells = [f"{budget:g}"]
@@ -787,15 +883,26 @@ def write_poster(
             cells.append("error" if "error" in p else f"{p['psnr']:.2f} dB ({p['steps']:,} steps)")
         rows.append(cells)
     lines += _table(["budget (s)", "10x10", "35x35"], rows)
-    add("")
-    add("## (d) Artifacts at the same file size")
-    add("")
-    if crop:
-        add(f"![original, CCNN, JPEG]({FIGURES['d']})")
-        add("")
-        add(crop + " The poster's observation: CCNN makes smudges, JPEG makes square blocks.")
-    else:
-        add("The crop could not be made: the CCNN training for it failed.")
+    return [*lines, ""]
+
+
+def _crop_section(crop: str) -> list[str]:
+    """(d): the crop with its caption, or why there is none."""
+    lines = ["## (d) Artifacts at the same file size", ""]
+    if not crop:
+        return [*lines, "The crop could not be made: the CCNN training for it failed."]
+    return [
+        *lines,
+        f"![original, CCNN, JPEG]({FIGURES['d']})",
+        "",
+        crop + " The poster's observation: CCNN makes smudges, JPEG makes square blocks.",
+    ]
+
+
+def write_poster(m: Measurements, claims: list[Claim], crop: str, command: str, path: Path) -> None:
+    """poster.md: how it was made, the verdicts, and the tables behind them."""
+    lines = _intro_lines(m, claims, command)
+    lines += _size_section(m) + _filters_section(m) + _learning_section(m) + _crop_section(crop)
     write_atomic(path, ("\n".join(lines) + "\n").encode(), force=True)
 
 
