@@ -1,4 +1,4 @@
-"""ccnn batch: a folder of Kodak crops with one corrupt file, compressed on all cores.
+"""ccnn batch: a folder of crops of the bundled sample with one corrupt file, compressed on all cores.
 
 What the batch promises: one output per input in the same tree, a manifest row per input,
 failures recorded while the rest go on (exit code 1), a rerun that skips verified outputs,
@@ -29,7 +29,7 @@ from ccnn.batch import runners as batch_runners
 from ccnn.batch.work import Outcome, Task
 from ccnn.cli import main
 
-from .conftest import kodak_crop
+from .conftest import sample_crop
 
 #: Short, seeded training: the step count (not the time budget) ends it, so bytes repeat.
 OPTIONS = {"steps": 30, "seconds": 600.0, "seed": 1}
@@ -41,10 +41,10 @@ GOOD = ("a.png", "gray.png", "sub/b.png", "sub/deeper/c.bmp")
 def make_folder(root: Path) -> Path:
     """Four small crops in a nested tree (one gray, one BMP), a corrupt PNG and files to ignore."""
     crops = {
-        "a.png": kodak_crop(23, 96, 320, 48, 64),
-        "gray.png": kodak_crop(8, 100, 200, 40, 56).mean(axis=2).astype(np.uint8),
-        "sub/b.png": kodak_crop(1, 0, 0, 48, 64),
-        "sub/deeper/c.bmp": kodak_crop(5, 120, 300, 48, 48),
+        "a.png": sample_crop(40, 40, 48, 64),
+        "gray.png": sample_crop(100, 120, 40, 56).mean(axis=2).astype(np.uint8),
+        "sub/b.png": sample_crop(70, 150, 48, 64),
+        "sub/deeper/c.bmp": sample_crop(130, 30, 48, 48),
     }
     for name, pixels in crops.items():
         path = root / name
@@ -348,7 +348,7 @@ def test_usage_and_input_errors(folder: Path, tmp_path: Path, monkeypatch, capsy
 def test_clashing_output_names(tmp_path: Path) -> None:
     source = tmp_path / "in"
     source.mkdir()
-    pixels = kodak_crop(23, 96, 320, 16, 16)
+    pixels = sample_crop(80, 100, 16, 16)
     Image.fromarray(pixels).save(source / "x.png")
     Image.fromarray(pixels).save(source / "x.bmp")
     summary = run_batch("compress", source, tmp_path / "out", options=FAST, jobs=1)

@@ -17,7 +17,7 @@ from ccnn.bench.reproduce import Comparison, time_to_reach, verdict_extremes
 from ccnn.bench.run import BenchImage, measurement_key
 from ccnn.metrics import ms_ssim, ms_ssim_min_side, psnr
 
-from .conftest import kodak_crop
+from .conftest import sample_crop
 
 ANCHOR_RATE = [0.12, 0.25, 0.5, 1.0, 2.0]
 ANCHOR_PSNR = [24.0, 27.5, 31.0, 34.0, 38.5]
@@ -113,7 +113,7 @@ def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
 
 
 def test_ms_ssim_sanity() -> None:
-    pixels = kodak_crop(8, 100, 200, 176, 200)
+    pixels = sample_crop(8, 40, 176, 200)
     assert ms_ssim(pixels, pixels) == pytest.approx(1.0)
     low, high = _jpeg(pixels, 10), _jpeg(pixels, 80)
     assert 0.0 < ms_ssim(pixels, low) < ms_ssim(pixels, high) < 1.0
@@ -128,7 +128,7 @@ def test_ms_ssim_sanity() -> None:
 def test_ms_ssim_matches_pytorch_msssim() -> None:
     torch = pytest.importorskip("torch")
     reference = pytest.importorskip("pytorch_msssim")
-    pixels = kodak_crop(8, 100, 200, 171, 203)  # odd sizes: the pooling pads
+    pixels = sample_crop(10, 30, 171, 203)  # odd sizes: the pooling pads
     decoded = _jpeg(pixels, 20)
 
     def tensor(a: np.ndarray):
@@ -139,7 +139,7 @@ def test_ms_ssim_matches_pytorch_msssim() -> None:
 
 
 def test_classical_codecs_round_trip() -> None:
-    pixels = kodak_crop(23, 96, 320, 64, 96)
+    pixels = sample_crop()
     ran = 0
     for name, kind in CLASSICAL.items():
         codec = kind()
@@ -157,7 +157,7 @@ def test_classical_codecs_round_trip() -> None:
 
 
 def test_psnr_at_size_interpolates_between_qualities() -> None:
-    pixels = kodak_crop(23, 96, 320, 64, 96)
+    pixels = sample_crop()
     codec = JpegCodec(qualities=(20, 50, 80))
     sizes = [len(codec.encode(pixels, q)) for q in codec.qualities]
     match = psnr_at_size(codec, pixels, (sizes[0] + sizes[1]) // 2)

@@ -16,17 +16,17 @@ import ccnn.bench.run as run_module
 from ccnn.bench.codecs import HeifCodec
 from ccnn.cli import main
 
-from .conftest import kodak_crop
+from .conftest import sample_crop
 
 HAS_MATPLOTLIB = __import__("importlib").util.find_spec("matplotlib") is not None
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two 176x176 Kodak crops (large enough for MS-SSIM)."""
+    """Two 176x176 crops of the bundled sample (large enough for MS-SSIM)."""
     folder = tmp_path_factory.mktemp("images")
-    Image.fromarray(kodak_crop(23, 100, 300, 176, 176)).save(folder / "a.png")
-    Image.fromarray(kodak_crop(5, 0, 0, 176, 176)).save(folder / "b.png")
+    Image.fromarray(sample_crop(0, 0, 176, 176)).save(folder / "a.png")
+    Image.fromarray(sample_crop(16, 80, 176, 176)).save(folder / "b.png")
     return folder
 
 
@@ -151,9 +151,10 @@ def test_exit_codes(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture)
         (("bench", str(folder), "--codecs", "jpeg", "-o", out, "--quiet"), 1)
         for folder in (tmp_path / "no", empty)
     ]
+    image = str(images / "a.png")  # explicit: the default image (kodim08) is outside the repository
     cases += [
-        (("reproduce", "--seconds", "-1", "-o", out), 2),
-        (("reproduce", "--ratios", "2,99", "-o", out), 2),
+        (("reproduce", "--image", image, "--seconds", "-1", "-o", out), 2),
+        (("reproduce", "--image", image, "--ratios", "2,99", "-o", out), 2),
         (("reproduce", "--image", str(tmp_path / "missing.png"), "-o", out, "--seconds", "1"), 1),
     ]
     for args, code in cases:
@@ -163,20 +164,20 @@ def test_exit_codes(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture)
     assert not Path(out).exists()
     # as a user runs it: a separate process, one line, no traceback
     result = subprocess.run(
-        [sys.executable, "-m", "ccnn.cli", "bench", "--codecs", "nope"],
+        [sys.executable, "-m", "ccnn.cli", "bench", str(images), "--codecs", "nope", "-o", out],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 2 and result.stderr.startswith("ccnn: error: unknown codec nope")
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and not Path(out).exists()
 
 
 def test_reproduce_tiny(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     image = tmp_path / "tiny.png"
-    Image.fromarray(kodak_crop(8, 200, 300, 64, 96)).save(image)
+    Image.fromarray(sample_crop(96, 120, 64, 96)).save(image)
     out, cache = tmp_path / "docs", tmp_path / "cache"
     args = [
         "reproduce",

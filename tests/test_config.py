@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ccnn.metrics import block_mean_psnr
 from ccnn.settings import EncoderOptions
@@ -26,26 +27,38 @@ def test_networks_grow_with_quality_and_image_size() -> None:
     )
 
 
+def _stride(quality: int, block_psnr: float | None, preset: str = "default") -> int:
+    config = EncoderOptions(preset, quality=quality).resolve(pixels=768 * 512, block_psnr=block_psnr)
+    return config.total_stride
+
+
 def test_detailed_images_get_the_fine_network_at_middle_qualities() -> None:
-    detailed = block_mean_psnr(kodak_crop(8, 0, 0, 512, 768))
-    smooth = block_mean_psnr(kodak_crop(3, 0, 0, 512, 768))
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, size=(192, 256, 3), dtype=np.uint8)  # all detail, no block mean
+    ramp = np.add.outer(np.arange(192), np.arange(256)) / (192 + 256) * 200
+    gradient = np.clip(np.dstack([ramp, ramp[::-1], 200 - ramp]) + rng.normal(0, 2, (192, 256, 3)), 0, 255)
+    detailed = block_mean_psnr(noise)
+    smooth = block_mean_psnr(gradient.astype(np.uint8))
     assert detailed < 18.0 and smooth > 25.0
     flat = np.full((64, 64, 3), 90, dtype=np.uint8)
     assert block_mean_psnr(flat) == float("inf") and block_mean_psnr(flat[:4, :4]) == float("inf")
 
-    def stride(quality: int, block_psnr: float | None, preset: str = "default") -> int:
-        return (
-            EncoderOptions(preset, quality=quality)
-            .resolve(pixels=768 * 512, block_psnr=block_psnr)
-            .total_stride
-        )
+    assert [_stride(q, detailed) for q in range(1, 10)] == [8, 8, 4, 4, 4, 4, 4, 4, 4]
+    assert [_stride(q, 21.0) for q in range(1, 10)] == [8, 8, 8, 4, 4, 4, 4, 4, 4]
+    assert [_stride(q, smooth) for q in range(1, 10)] == [8, 8, 8, 8, 8, 4, 4, 4, 4]
+    assert [_stride(q, None) for q in range(1, 10)] == [_stride(q, smooth) for q in range(1, 10)]
+    assert [_stride(q, float("inf")) for q in range(1, 10)] == [_stride(q, smooth) for q in range(1, 10)]
+    assert {_stride(q, detailed, "fast") for q in range(1, 10)} == {8}
 
-    assert [stride(q, detailed) for q in range(1, 10)] == [8, 8, 4, 4, 4, 4, 4, 4, 4]
-    assert [stride(q, 21.0) for q in range(1, 10)] == [8, 8, 8, 4, 4, 4, 4, 4, 4]
-    assert [stride(q, smooth) for q in range(1, 10)] == [8, 8, 8, 8, 8, 4, 4, 4, 4]
-    assert [stride(q, None) for q in range(1, 10)] == [stride(q, smooth) for q in range(1, 10)]
-    assert [stride(q, float("inf")) for q in range(1, 10)] == [stride(q, smooth) for q in range(1, 10)]
-    assert {stride(q, detailed, "fast") for q in range(1, 10)} == {8}
+
+@pytest.mark.kodak
+def test_kodak_examples_of_detailed_and_smooth() -> None:
+    """The thresholds were chosen on Kodak: kodim08 is the detailed example, kodim03 the smooth one."""
+    detailed = block_mean_psnr(kodak_crop(8, 0, 0, 512, 768))
+    smooth = block_mean_psnr(kodak_crop(3, 0, 0, 512, 768))
+    assert detailed < 18.0 and smooth > 25.0
+    assert [_stride(q, detailed) for q in range(1, 10)] == [8, 8, 4, 4, 4, 4, 4, 4, 4]
+    assert [_stride(q, smooth) for q in range(1, 10)] == [8, 8, 8, 8, 8, 4, 4, 4, 4]
 
 
 def test_rd_objective_prices_a_db_for_psnr_presets_and_squared_error_otherwise() -> None:

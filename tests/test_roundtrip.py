@@ -12,7 +12,7 @@ from ccnn.encoder.model import CCNN
 from ccnn.metrics import psnr
 from ccnn.settings import EncoderOptions
 
-from .conftest import kodak_crop
+from .conftest import sample_crop
 
 
 def test_roundtrip_reaches_quality_floor(crop: np.ndarray, encoded: ccnn.EncodeResult) -> None:
@@ -46,7 +46,7 @@ def test_paper_preset_shapes(ratio: int, kernel: int) -> None:
 
 
 def test_paper_preset_roundtrip_grayscale() -> None:
-    gray = kodak_crop(8, height=40, width=52).mean(axis=2).astype(np.uint8)
+    gray = sample_crop(96, 64, 40, 52).mean(axis=2).astype(np.uint8)
     result = ccnn.compress_image(gray, "paper", steps=40, seed=0)
     info = ccnn.read_info(result.data)
     assert info.channels == 1 and info.spec.latent_channels == 4  # D·λ with D=1, λ=4
@@ -56,7 +56,7 @@ def test_paper_preset_roundtrip_grayscale() -> None:
 
 
 def test_odd_sizes_are_padded_and_cropped() -> None:
-    pixels = kodak_crop(1, height=37, width=53)
+    pixels = sample_crop(120, 150, 37, 53)
     result = ccnn.compress_image(pixels, "fast", steps=20, seed=0)
     assert ccnn.decompress(result.data).shape == (37, 53, 3)
 
@@ -111,4 +111,4 @@ def test_default_preset_trains_through_soft_rounding(crop: np.ndarray) -> None:
     second = ccnn.compress_image(crop, "default", quality=3, steps=400, seed=3)
     assert first.data == second.data
     assert np.array_equal(ccnn.decompress(first.data), first.decoded)
-    assert first.psnr > 25.0  # 29.95 dB when written
+    assert first.psnr > 25.0  # 32.1-32.3 dB (seeds 3, 4) when written
