@@ -88,17 +88,23 @@ def test_cli_info_and_decompress_without_torch(tmp_path: Path) -> None:
     assert digest == manifest[source.stem]["pixels_sha256"]
 
 
-def test_encoding_without_torch_says_what_is_missing() -> None:
+def test_encoding_without_torch_says_what_is_missing(tmp_path: Path) -> None:
     """The encoder is the one part that needs torch; without it, compress says so in one line."""
+    out = tmp_path / "x.ccnn"
     result = _run_without_torch(
-        """
+        f"""
         import numpy as np
         import ccnn
+        from ccnn.cli import main
         try:
             ccnn.compress(np.zeros((16, 16, 3), np.uint8), "fast", steps=1)
         except ccnn.CCNNError as exc:
             print(exc)
+        assert main(["compress", str(ccnn.paths.sample_path()), "-o", {str(out)!r}, "--steps", "1"]) == 1
         """
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("encoding needs torch")
+    assert result.stderr.startswith("ccnn: error: encoding needs torch")
+    assert len(result.stderr.splitlines()) == 1
+    assert not out.exists()

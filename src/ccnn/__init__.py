@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .encoder.result import EncodeResult, Progress, ProgressCallback
+from .encoder.threads import require_torch
 from .errors import CCNNError, ConfigError, FormatError, ImageError, LimitError, OutputExistsError
 from .format import FORMAT_VERSION, FileInfo
 from .format import decode as _decode
@@ -66,10 +67,8 @@ def compress_image(
     ``seed``, ``ratio``, ``kernel``, ``slope``), given as keywords or as ``options``.
     ``device`` only says where training runs.
     """
-    try:
-        from .encoder.encode import encode  # torch: imported on the first encode only
-    except ImportError as exc:
-        raise CCNNError(f"encoding needs torch, which cannot be imported here ({exc})") from None
+    require_torch()
+    from .encoder.encode import encode  # torch: imported on the first encode only
 
     if options is None:
         options = EncoderOptions.create(preset, **settings)
