@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 import ccnn
@@ -42,13 +45,13 @@ def test_default_output_names(tmp_path: Path, crop: np.ndarray) -> None:
     assert source.read_bytes() == before  # the input is never touched
     source.unlink()
     assert main(["decompress", str(tmp_path / "photo.ccnn"), "--quiet"]) == 0
-    assert (tmp_path / "photo.png").exists()
+    assert (tmp_path / "photo-ccnn.png").exists()  # never photo.png, the original's name
 
 
 def test_refuses_to_overwrite(tmp_path: Path, encoded: ccnn.EncodeResult) -> None:
     source = tmp_path / "x.ccnn"
     source.write_bytes(encoded.data)
-    existing = tmp_path / "x.png"
+    existing = tmp_path / "x-ccnn.png"
     existing.write_bytes(b"precious")
     result = run("decompress", str(source))
     assert result.returncode == 1
@@ -88,3 +91,58 @@ def test_bad_usage_exit_2(crop_png: Path) -> None:
         result = run("compress", str(crop_png), "--preset", "fast", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_output_folder_is_checked_before_training(tmp_path: Path, crop_png: Path) -> None:
+    """A file where the output's folder should be is refused at once, not after the training."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"x")
+    result = run("compress", str(crop_png), "-o", str(blocker / "x.ccnn"), "--steps", "100000")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("ccnn: error:") and "is a file, not a folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_option_values_are_one_line_usage_errors(tmp_path: Path, crop_png: Path) -> None:
+    out = str(tmp_path / "x.ccnn")
+    for options in (
+        ("--device", "foo"),
+        ("--seed", "-1"),
+        ("--seed", "99999999999999999999"),
+        ("--seconds", "nan"),
+        ("--seconds", "inf"),
+        ("--quality", "x"),
+        *([] if torch.cuda.is_available() else [("--device", "cuda")]),
+    ):
+        result = run("compress", str(crop_png), "-o", out, "--preset", "fast", *options)
+        assert result.returncode == 2, options
+        assert result.stderr.startswith("ccnn: error:") and len(result.stderr.strip().splitlines()) == 1
+    assert not Path(out).exists()
+
+
+def test_dash_is_refused_until_pipes_are_supported(tmp_path: Path, crop_png: Path) -> None:
+    (tmp_path / "-").write_bytes(b"not read")
+    for args in (("compress", str(crop_png), "-o", "-"), ("decompress", "-"), ("info", "-")):
+        result = subprocess.run(
+            [sys.executable, "-m", "ccnn.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert result.returncode == 2 and "'-'" in result.stderr, args
+    assert (tmp_path / "-").read_bytes() == b"not read"
+
+
+def test_sigterm_stops_compress_like_ctrl_c(tmp_path: Path, crop_png: Path) -> None:
+    out = tmp_path / "x.ccnn"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ccnn.cli", "compress", str(crop_png), "-o", str(out), "--steps", "100000"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(8)  # start-up and the first training steps
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

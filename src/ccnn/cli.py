@@ -7,11 +7,16 @@ Exit codes: 0 success, 1 bad input (unreadable image, corrupt file, existing out
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 from . import __version__, compress_image, decompress, read_info
@@ -33,6 +38,13 @@ from .options import (
 from .settings import Preset
 
 
+def _path(name: str) -> Path:
+    """A file named on the command line; ``-`` (standard input or output) is not supported yet."""
+    if name == "-":
+        raise UsageError("'-' (standard input or output) is not supported; name a file")
+    return Path(name)
+
+
 def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise CCNNError(f"{path}: no such file")
@@ -46,8 +58,8 @@ def _read_bytes(path: Path) -> bytes:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     set_threads(args)
-    source = Path(args.image)
-    out = Path(args.output) if args.output else source.with_suffix(".ccnn")
+    source = _path(args.image)
+    out = _path(args.output) if args.output else source.with_suffix(".ccnn")
     check_writable(out, args.force, inputs=(source,))
     with TrainingProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
         result = compress_image(
@@ -65,8 +77,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    source = Path(args.file)
-    out = Path(args.output) if args.output else source.with_suffix(".png")
+    source = _path(args.file)
+    out = _path(args.output) if args.output else source.with_name(f"{source.stem}-ccnn.png")
     check_writable(out, args.force, inputs=(source,))
     data = _read_bytes(source)
     start = time.perf_counter()
@@ -79,7 +91,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = read_info(_read_bytes(Path(args.file)))
+    info = read_info(_read_bytes(_path(args.file)))
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
         return 0
@@ -141,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     dec = commands.add_parser("decompress", help="decode a .ccnn file into an image")
     dec.add_argument("file", help="input .ccnn file")
     dec.add_argument(
-        "-o", "--output", help="output image; format from the extension (default: FILE with .png)"
+        "-o",
+        "--output",
+        help="output image; format from the extension (default: FILE's name with -ccnn.png, "
+        "so that it cannot replace the original photo.png)",
     )
     dec.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     dec.add_argument("--quiet", action="store_true", help="no summary")
@@ -171,11 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """``kill`` (SIGTERM) stops a command as Ctrl-C does: cleanly, exit 130, nothing half-written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        with _terminate_as_interrupt():
+            return int(args.func(args) or 0)
     except (ConfigError, UsageError) as exc:
         print(f"ccnn: error: {exc}", file=sys.stderr)
         return 2
@@ -196,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a full disk, a folder that vanished: one line, not a traceback
+        print(f"ccnn: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

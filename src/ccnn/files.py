@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import OutputExistsError
+from .errors import CCNNError, OutputExistsError
 
 
 def check_writable(path: str | os.PathLike[str], force: bool, inputs: tuple[Path, ...] = ()) -> Path:
@@ -25,7 +25,22 @@ def check_writable(path: str | os.PathLike[str], force: bool, inputs: tuple[Path
         raise OutputExistsError(f"{out}: is a directory")
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: already exists (use -f/--force to overwrite)")
+    _check_folder(out)
     return out
+
+
+def _check_folder(out: Path) -> None:
+    """Refuse an output whose folder cannot be written, before the work that would fill it."""
+    folder = out.parent
+    while not folder.exists():  # write_atomic creates the missing folders
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CCNNError(f"{out}: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CCNNError(f"{out}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def _umask() -> int:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .encoder.result import Progress
 from .encoder.threads import set_torch_threads
-from .settings import EncoderOptions, Preset, option_infos, option_type
+from .settings import DEVICES, EncoderOptions, Preset, option_infos, option_type
 
 
 class UsageError(Exception):
@@ -43,8 +43,13 @@ def add_encoder_options(
         )
         flags = [info.short, flag(name)] if info.short else [flag(name)]
         parser.add_argument(*flags, dest=name, type=option_type(name), help=info.help + applies)
+    add_device_option(parser)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where training runs."""
     parser.add_argument(
-        "--device", default="auto", help="training device: auto, cpu or cuda (default: %(default)s)"
+        "--device", default="auto", choices=DEVICES, help="where training runs (default: %(default)s)"
     )
 
 

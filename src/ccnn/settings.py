@@ -11,7 +11,6 @@ the rest steers the encoder. Nothing here imports torch.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import hashlib
 import json
 import math
@@ -21,7 +20,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from .errors import ConfigError
-from .format.spec import DecoderSpec, LatentMode, LayerSpec
+from .format.spec import DecoderSpec, LatentMode, LayerSpec, TextEnum
 
 #: Rate-distortion trade-off per quality level (level 1 gives the smallest files): the loss is
 #: bpp - slope * PSNR, the slope being what one dB is worth in bits per pixel, so every image
@@ -35,7 +34,7 @@ QUALITY_LAMBDAS: tuple[float, ...] = (0.0009, 0.0018, 0.0035, 0.0067, 0.0130, 0.
 MAX_QUALITY = len(QUALITY_SLOPES)
 
 
-class Distortion(str, enum.Enum):
+class Distortion(TextEnum):
     """What the loss charges for error: squared error (bpp + λ·255²·MSE) or PSNR (bpp − slope·PSNR)."""
 
     MSE = "mse"
@@ -230,7 +229,15 @@ def _rd(
     )
 
 
-class Preset(str, enum.Enum):
+#: Where training may run (``auto``: CUDA when present); the file decodes on any CPU either way.
+DEVICES = ("auto", "cpu", "cuda")
+
+
+#: Where training may run (``auto``: CUDA when present); the file decodes on any CPU either way.
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Preset(TextEnum):
     """The named presets: ``paper`` reproduces the poster, ``fast`` and ``default`` are effort levels."""
 
     PAPER = "paper"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from types import FrameType
 
 from tqdm import tqdm
 
@@ -78,17 +76,13 @@ def add_batch_command(commands: argparse._SubParsersAction) -> None:
     decompress.set_defaults(func=cmd_batch_decompress)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def _run(args: argparse.Namespace, mode: str) -> int:
     def report(name: str, message: str) -> None:
         tqdm.write(f"ccnn: error: {name}: {message}", file=sys.stderr)
 
     compressing = mode == COMPRESS
-    # `kill` (SIGTERM) stops the batch as Ctrl-C does: workers stopped, manifest saved
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # `kill` (SIGTERM) stops the batch as Ctrl-C does (ccnn.cli.main turns it into one): workers
+    # stopped, manifest saved
     try:
         summary = run_batch(
             mode,
@@ -114,8 +108,6 @@ def _run(args: argparse.Namespace, mode: str) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print(summary.line())
     return 1 if summary.failed else 0

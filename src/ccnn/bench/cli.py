@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CCNNError, ConfigError
-from ..options import add_encoder_options, device_option, encoder_options
+from ..options import add_device_option, add_encoder_options, device_option, encoder_options
 from ..paths import sample_path
 from .codecs import CLASSICAL, CODEC_NAMES, CcnnCodec, Codec
 from .report import RunInfo, bd_table, write_results
@@ -184,7 +184,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         curve_seconds=budgets,
         ratios=parse_numbers(args.ratios) if args.ratios else None,
-        device=None if args.device == "auto" else args.device,
+        device=device_option(args),
         command="ccnn reproduce " + " ".join(shlex.quote(a) for a in args.argv),
         quiet=args.quiet,
         threads=args.threads,
@@ -264,9 +264,7 @@ def _add_reproduce_parser(commands: argparse._SubParsersAction) -> None:
         help="training budgets of the learning-speed runs (default: 15,30,60,120,300,600)",
     )
     reproduce.add_argument("--ratios", metavar="LIST", help="λ sweep (default: 2,3,4,6,8,12,16)")
-    reproduce.add_argument(
-        "--device", default="auto", help="training device: auto, cpu or cuda (default: %(default)s)"
-    )
+    add_device_option(reproduce)
     reproduce.add_argument(
         "--cache", default=DEFAULT_REPRODUCE_CACHE, help="cache of finished trainings (default: %(default)s)"
     )

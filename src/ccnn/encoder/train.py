@@ -22,8 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from ..format.spec import LatentMode
-from ..settings import CodecConfig, TrainingPhase, training_phases
+from ..settings import DEVICES, CodecConfig, TrainingPhase, training_phases
 from .entropy_model import LatentEntropyModel
 from .model import CCNN
 from .quantize import add_noise, round_ste, saturate_byte, soft_round_noise
@@ -48,6 +49,10 @@ def pick_device(device: str | None = None) -> torch.device:
     """``"auto"``/``None`` picks CUDA when present; the file decodes on any CPU either way."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda is not available (this torch has no CUDA, or no GPU is visible)")
     return torch.device(device)
 
 

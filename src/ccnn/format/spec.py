@@ -16,7 +16,14 @@ MAX_PIXELS = 1 << 26
 MAX_SIDE = 1 << 15
 
 
-class LatentMode(str, enum.Enum):
+class TextEnum(str, enum.Enum):
+    """An enum whose members are their text: ``str()`` and f-strings give the value, not the name."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class LatentMode(TextEnum):
     """How the latent is quantized and coded; the value is what the CLI and ``info`` show.
 
     ``BYTE``: the poster's saturating cast of the compressing layer's output to 0..255 (pixel
