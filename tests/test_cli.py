@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -146,3 +147,15 @@ def test_sigterm_stops_compress_like_ctrl_c(tmp_path: Path, crop_png: Path) -> N
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_out_of_memory_is_a_ccnn_error(monkeypatch, crop: np.ndarray) -> None:
+    """torch reports a failed allocation as a RuntimeError; callers get ccnn's own error instead."""
+    import ccnn.encoder.encode
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 6 GB")
+
+    monkeypatch.setattr(ccnn.encoder.encode, "encode", fail)
+    with pytest.raises(ccnn.CCNNError, match="out of memory"):
+        ccnn.compress(crop, "fast", steps=1)

@@ -78,7 +78,14 @@ def compress_image(
     config = options.resolve(
         channels=pixels.shape[2], pixels=pixels.shape[0] * pixels.shape[1], block_psnr=block_mean_psnr(pixels)
     )
-    return encode(pixels, config, progress=progress, device=device)
+    try:
+        return encode(pixels, config, progress=progress, device=device)
+    except MemoryError:
+        raise CCNNError("out of memory while encoding") from None
+    except RuntimeError as exc:  # torch reports a failed allocation as a RuntimeError
+        if "allocate" in str(exc) or "out of memory" in str(exc):
+            raise CCNNError(f"out of memory while encoding ({str(exc).splitlines()[0]})") from None
+        raise
 
 
 def compress(image: ImageLike, preset: Preset | str = Preset.DEFAULT, **options: Any) -> bytes:
@@ -88,7 +95,10 @@ def compress(image: ImageLike, preset: Preset | str = Preset.DEFAULT, **options:
 
 def decompress(data: bytes | bytearray | memoryview) -> np.ndarray:
     """Decode the bytes of a .ccnn file into a uint8 array of shape H x W x C (C is 1 or 3)."""
-    return _decode(bytes(data))
+    try:
+        return _decode(bytes(data))
+    except MemoryError:
+        raise CCNNError("out of memory while decoding") from None
 
 
 def read_info(data: bytes | bytearray | memoryview) -> FileInfo:
