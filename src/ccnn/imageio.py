@@ -109,7 +109,12 @@ def to_pil(pixels: np.ndarray) -> Image.Image:
 def encode_image(pixels: np.ndarray, path: str | os.PathLike[str]) -> bytes:
     """The bytes of ``pixels`` in the format named by ``path``'s extension (lossless where it can)."""
     suffix = Path(path).suffix.lower()
-    formats = Image.registered_extensions()
+    # PNG, BMP, JPEG, GIF and PPM come with preinit(); init() imports every other plugin of
+    # Pillow, which takes longer than decoding a Kodak image, so only when the name needs it
+    Image.preinit()
+    if suffix not in Image.EXTENSION:
+        Image.init()
+    formats = Image.EXTENSION
     if suffix not in formats:
         raise ImageError(f"{path}: unknown image extension {suffix!r} (use .png, .bmp, .tif, ...)")
     fmt = formats[suffix]

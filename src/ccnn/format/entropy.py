@@ -167,31 +167,49 @@ MAX_CONTEXT_LEVELS = 8
 class ContextPhase:
     """One phase of the coarse-to-fine order: its positions, and how they are predicted.
 
-    ``level`` is 0 for the coarsest grid (per-channel model), else k >= 1 for the phases of
-    level k, whose neighbours lie at distance ``distance`` = 2**(k-1) in pattern ``pattern``.
+    The positions are a regular grid: rows ``row_start``, ``row_start + step``, ... and columns
+    ``col_start``, ``col_start + step``, ... inside the plane, ``shape`` = (rows, columns) of
+    them, coded in raster order (:attr:`rows` and :attr:`cols` list them). ``level`` is 0 for
+    the coarsest grid (per-channel model), else k >= 1 for the phases of level k, whose
+    neighbours lie at distance ``distance`` = 2**(k-1) in pattern ``pattern``.
     """
 
-    rows: np.ndarray
-    cols: np.ndarray
+    row_start: int
+    col_start: int
+    step: int
+    shape: tuple[int, int]
     level: int
     pattern: tuple[tuple[int, int], ...]
     distance: int
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Row of each position, in coding order."""
+        count, per_row = self.shape
+        return np.repeat(self.row_start + self.step * np.arange(count), per_row)
+
+    @property
+    def cols(self) -> np.ndarray:
+        """Column of each position, in coding order."""
+        count, per_row = self.shape
+        return np.tile(self.col_start + self.step * np.arange(per_row), count)
 
 
 def context_phases(height: int, width: int, levels: int) -> list[ContextPhase]:
     """The phases of a latent plane of ``height`` x ``width`` in coding order, each in raster order."""
 
-    def grid(r: int, c: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-        rows, cols = np.meshgrid(np.arange(r, height, step), np.arange(c, width, step), indexing="ij")
-        return rows.reshape(-1), cols.reshape(-1)
+    def phase(r: int, c: int, step: int, level: int, pattern: tuple, d: int) -> ContextPhase:
+        shape = (len(range(r, height, step)), len(range(c, width, step)))
+        return ContextPhase(r, c, step, shape, level, pattern, d)
 
     coarsest = 2**levels
-    phases = [ContextPhase(*grid(0, 0, coarsest), 0, (), 0)]
+    phases = [phase(0, 0, coarsest, 0, (), 0)]
     for level in range(levels, 0, -1):
         step, d = 2**level, 2 ** (level - 1)
         for (r, c), pattern in (((d, d), DIAGONAL), ((0, d), DIRECT), ((d, 0), DIRECT)):
-            phases.append(ContextPhase(*grid(r, c, step), level, pattern, d))
+            phases.append(phase(r, c, step, level, pattern, d))
     return phases
+
 
 def context_to_ints(context: np.ndarray) -> np.ndarray:
     """Context parameters (..., 8) as the int8 multiples of :data:`CONTEXT_STEPS` a file stores."""
@@ -202,54 +220,99 @@ def context_from_ints(ints: np.ndarray) -> np.ndarray:
     """Inverse of :func:`context_to_ints`: exact float64 multiples of the steps."""
     return ints.astype(np.float64) * CONTEXT_STEPS
 
-def _neighbour_sums(
-    latent: np.ndarray, known: np.ndarray, phase: ContextPhase
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer sums over the known neighbours of the phase's positions, in every channel.
 
-    Returns (sum, sum of absolute values), each (L, n), and the neighbour count (n,), which
-    is the same in every channel because all channels of a phase are coded together.
+def _grid(start: int, step: int, count: int) -> slice:
+    """The slice of ``count`` indices ``start``, ``start + step``, ..."""
+    return slice(start, start + (count - 1) * step + 1, step)
+
+
+def _neighbour_sums(
+    padded: np.ndarray, magnitude: np.ndarray, pad: int, phase: ContextPhase
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer sums over the neighbours of the phase's positions inside the plane, in every channel.
+
+    ``padded`` is the latent (L, h, w) with ``pad`` >= ``phase.distance`` zeros around it
+    (int32), and ``magnitude`` its absolute values; each neighbour of the pattern is one
+    strided slice of them. Every neighbour inside the plane was coded in an earlier phase
+    (:func:`context_phases`), and those outside are zeros of the padding, so the sums are over
+    the known neighbours. Returns (sum, sum of absolute values), each (L, rows, cols) int32,
+    and the neighbour count (rows, cols) as float64, the same in every channel because all
+    channels of a phase are coded together.
     """
-    _, height, width = latent.shape
-    rows, cols = phase.rows, phase.cols
-    total = np.zeros((latent.shape[0], rows.size), dtype=np.int64)
-    total_abs = np.zeros_like(total)
-    count = np.zeros(rows.shape, dtype=np.int64)
+    height, width = padded.shape[1] - 2 * pad, padded.shape[2] - 2 * pad
+    count_r, count_c = phase.shape
+    total = total_abs = count = None
     for dy, dx in phase.pattern:
-        r, c = rows + dy * phase.distance, cols + dx * phase.distance
-        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        r, c = np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)
-        use = inside & known[r, c]
-        values = np.where(use, latent[:, r, c], 0).astype(np.int64)
-        total += values
-        total_abs += np.abs(values)
-        count += use
-    return total, total_abs, np.maximum(count, 1)
+        top, left = phase.row_start + dy * phase.distance, phase.col_start + dx * phase.distance
+        at = (slice(None), _grid(pad + top, phase.step, count_r), _grid(pad + left, phase.step, count_c))
+        rows = top + phase.step * np.arange(count_r)
+        cols = left + phase.step * np.arange(count_c)
+        inside = ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+        if total is None:
+            total, total_abs, count = padded[at].copy(), magnitude[at].copy(), inside.astype(np.float64)
+        else:
+            total += padded[at]
+            total_abs += magnitude[at]
+            count += inside
+    return total, total_abs, np.maximum(count, 1.0)
 
 
 def _context_parameters(
     total: np.ndarray,
     total_abs: np.ndarray,
-    all_abs: np.ndarray,
     count: np.ndarray,
     weights: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Location and scale handed to the coder at the phase's positions of one channel.
+    """Location and scale handed to the coder at the phase's positions, (L, rows, cols) each.
 
-    ``total`` and ``total_abs`` are the channel's neighbour sums and ``count`` the neighbour
-    count; ``all_abs`` is the mean absolute value of every channel's neighbours. Integer sums,
-    exact float64 divisions, then locations rounded to quarters and log2(scale) to eighths, so
-    that both sides compute identical values.
+    ``total`` and ``total_abs`` are each channel's neighbour sums, ``count`` the neighbour
+    count and ``weights`` (L, 4) the channels' (w, a, b, g) of the phase's pattern. Integer
+    sums, exact float64 divisions, then locations rounded to quarters and log2(scale) to
+    eighths, so that both sides compute identical values: element by element these are the
+    operations of the per-channel formula, in the same order, on the same float64 numbers.
     """
-    weight, offset, slope, shared = weights
-    location = np.round(weight * (total / count) * _LOCATION_STEPS) / _LOCATION_STEPS
-    log2_scale = (
-        offset
-        + slope * np.log2(CONTEXT_OFFSET + total_abs / count)
-        + shared * np.log2(CONTEXT_OFFSET + all_abs)
-    )
-    index = np.clip(np.round(log2_scale * _LOG2_SCALE_STEPS), *_LOG2_SCALE_RANGE).astype(np.int64)
-    return location, _SCALE_TABLE[index - _LOG2_SCALE_RANGE[0]]
+    channels = total.shape[0]
+    weight, offset, slope, shared = (weights[:, i].reshape(-1, 1, 1) for i in range(PATTERN_PARAMETERS))
+    # the mean absolute value of every channel's neighbours, and its log, once for all channels
+    all_abs = total_abs.sum(axis=0) / (count * channels)
+    shared_log = np.log2(CONTEXT_OFFSET + all_abs)
+    # round(w * (total / count) * 4) / 4, in place (the products commute exactly)
+    location = total.astype(np.float64)
+    location /= count
+    location *= weight
+    location *= _LOCATION_STEPS
+    np.round(location, out=location)
+    location /= _LOCATION_STEPS
+    # offset + slope * log2(1/4 + total_abs / count) + shared * log2(1/4 + all_abs), in place
+    log2_scale = _log2_mean(total_abs, count)
+    log2_scale *= slope
+    log2_scale += offset
+    log2_scale += shared * shared_log
+    # clip(round(log2_scale * 8), lo, hi) - lo: the shift by an integer is exact
+    log2_scale *= _LOG2_SCALE_STEPS
+    np.round(log2_scale, out=log2_scale)
+    log2_scale -= _LOG2_SCALE_RANGE[0]
+    np.clip(log2_scale, 0, _LOG2_SCALE_RANGE[1] - _LOG2_SCALE_RANGE[0], out=log2_scale)
+    return location, np.take(_SCALE_TABLE, log2_scale.astype(np.intp))
+
+
+def _log2_mean(total_abs: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """log2(CONTEXT_OFFSET + total_abs / count), the same numbers, through a table of its few values.
+
+    With at most four neighbours the count divides 12, so ``total_abs / count`` is ``k / 12``
+    for the integer ``k = total_abs * (12 / count)``: both are the float64 division correctly
+    rounded from the same rational number, hence the same float64, and so is its log2. The
+    table holds log2(CONTEXT_OFFSET + k / 12) for k = 0 .. max k; when that is more values
+    than there are positions (a latent with huge values), the log2 is taken element by element.
+    """
+    per_count = 12 // count.astype(total_abs.dtype)
+    if np.array_equal(per_count * count, np.full(count.shape, 12.0)):
+        key = total_abs * per_count  # at most 4 * 2**15 * 12: no overflow
+        size = int(key.max(initial=0)) + 1
+        if size <= key.size:
+            table = np.log2(CONTEXT_OFFSET + np.arange(size) / 12.0)
+            return np.take(table, key)
+    return np.log2(CONTEXT_OFFSET + total_abs / count)
 
 
 def encode_latent(latent: np.ndarray, models: list[GroupModel], context: np.ndarray | None) -> bytes:
@@ -280,45 +343,81 @@ def decode_latent(
     return latent
 
 
+def _coded_runs(models: list[GroupModel]) -> list[tuple[int, int, int, int]]:
+    """(first, end, lo, hi) of each run of consecutive channels that are coded with one range.
+
+    A channel with ``lo == hi`` codes nothing and ends a run. The channels of a run are coded
+    one after the other, each in raster order, so one coder call over the run puts the same
+    symbols with the same parameters in the same order into the stream as one call per channel.
+    """
+    runs: list[tuple[int, int, int, int]] = []
+    for c, model in enumerate(models):
+        if model.hi == model.lo:
+            continue
+        if runs and runs[-1][1] == c and runs[-1][2:] == (model.lo, model.hi):
+            runs[-1] = (runs[-1][0], c + 1, model.lo, model.hi)
+        else:
+            runs.append((c, c + 1, model.lo, model.hi))
+    return runs
+
+
 def _code_phases(
     latent: np.ndarray, models: list[GroupModel], context: np.ndarray, coder: object, decoding: bool
 ) -> None:
-    """Encode (or decode into ``latent``) the context phases in order; the one place both sides share."""
+    """Encode (or decode into ``latent``) the context phases in order; the one place both sides share.
+
+    The stream holds, phase after phase, each coded channel's positions of the phase in raster
+    order (:func:`context_phases`); the work is done on the whole phase at once, for every
+    channel, on a zero-padded copy of the latent.
+    """
     channels, height, width = latent.shape
-    known = np.zeros((height, width), dtype=bool)
-    for phase in context_phases(height, width, context.shape[0]):
-        rows, cols = phase.rows, phase.cols
-        if rows.size == 0:
-            continue
-        if phase.level > 0:
-            # every channel's neighbours were coded in earlier phases
-            total, total_abs, count = _neighbour_sums(latent, known, phase)
-            all_abs = total_abs.sum(axis=0) / (count * channels)
-        for c in range(channels):
-            model = models[c]
-            plane = latent[c]
+    pad = 2 ** (context.shape[0] - 1)  # the largest neighbour distance
+    padded = np.zeros((channels, height + 2 * pad, width + 2 * pad), dtype=np.int32)
+    inside = padded[:, pad : pad + height, pad : pad + width]
+    if decoding:
+        for c, model in enumerate(models):
             if model.hi == model.lo:
-                if decoding:
-                    plane[rows, cols] = model.lo
-                continue
-            if phase.level == 0:
+                inside[c] = model.lo  # a constant channel codes nothing
+    else:
+        inside[...] = latent
+    magnitude = np.abs(padded)  # kept up to date with ``padded`` as phases are decoded
+    runs = _coded_runs(models)
+    for phase in context_phases(height, width, context.shape[0]):
+        count_r, count_c = phase.shape
+        if count_r == 0 or count_c == 0:
+            continue
+        rows = _grid(pad + phase.row_start, phase.step, count_r)
+        cols = _grid(pad + phase.col_start, phase.step, count_c)
+        at = (slice(None), rows, cols)  # the phase's positions in every channel of ``padded``
+        size = count_r * count_c
+        if phase.level == 0:
+            for c, model in enumerate(models):
+                if model.hi == model.lo:
+                    continue
                 categorical = _categorical(model)
                 if decoding:
-                    decoded = np.asarray(coder.decode(categorical, rows.size), dtype=np.int32)
-                    plane[rows, cols] = decoded + model.lo
+                    decoded = np.asarray(coder.decode(categorical, size), dtype=np.int32)
+                    padded[c, rows, cols] = decoded.reshape(phase.shape) + model.lo
                 else:
-                    coder.encode((plane[rows, cols] - model.lo).astype(np.int32), categorical)
-                continue
-            params = context[phase.level - 1, c]
+                    coder.encode((padded[c, rows, cols].reshape(-1) - model.lo).astype(np.int32), categorical)
+        else:
+            # every channel's neighbours were coded in earlier phases
+            total, total_abs, count = _neighbour_sums(padded, magnitude, pad, phase)
             half = 0 if phase.pattern == DIAGONAL else PATTERN_PARAMETERS
-            weights = params[half : half + PATTERN_PARAMETERS]
-            location, scale = _context_parameters(total[c], total_abs[c], all_abs, count, weights)
-            laplace = constriction.stream.model.QuantizedLaplace(model.lo, model.hi)
-            if decoding:
-                plane[rows, cols] = np.asarray(coder.decode(laplace, location, scale), dtype=np.int32)
-            else:
-                coder.encode(plane[rows, cols].astype(np.int32), laplace, location, scale)
-        known[rows, cols] = True
+            weights = context[phase.level - 1, :, half : half + PATTERN_PARAMETERS]
+            location, scale = _context_parameters(total, total_abs, count, weights)
+            for first, end, lo, hi in runs:
+                laplace = constriction.stream.model.QuantizedLaplace(lo, hi)
+                loc, sc = location[first:end].reshape(-1), scale[first:end].reshape(-1)
+                if decoding:
+                    decoded = np.asarray(coder.decode(laplace, loc, sc), dtype=np.int32)
+                    padded[first:end, rows, cols] = decoded.reshape(end - first, *phase.shape)
+                else:
+                    coder.encode(padded[first:end, rows, cols].reshape(-1), laplace, loc, sc)
+        if decoding:
+            np.abs(padded[at], out=magnitude[at])
+    if decoding:
+        latent[...] = inside
 
 
 def weight_model(tensor_ints: np.ndarray) -> GroupModel:
