@@ -42,9 +42,8 @@ def _phase_mask(phase: ContextPhase, height: int, width: int, device: torch.devi
 def _neighbour_total(x: torch.Tensor, pattern: tuple[tuple[int, int], ...], distance: int) -> torch.Tensor:
     """Sum of each position's neighbours at ``distance`` in ``pattern``, zero outside the plane.
 
-    Four shifted slices of one padded tensor. The dilated depthwise convolution it replaces
-    took 15 of the 43 ms of a forward and backward pass of :meth:`LatentEntropyModel.bits` on a
-    12 x 128 x 192 latent (1 thread); with this and :func:`_laplace_bits` the pass takes 25 ms.
+    Four shifted slices of one padded tensor, faster than a dilated depthwise convolution
+    (docs/decisions.md, "Entropy model speed").
     """
     height, width = x.shape[-2:]
     padded = F.pad(x, (distance, distance, distance, distance))
@@ -123,8 +122,8 @@ class LatentEntropyModel(nn.Module):
     ) -> tuple[torch.Tensor, list[_PhaseMaps]]:
         """Masks of the coarsest grid and of each context phase, cached per latent size.
 
-        Training calls :meth:`bits` thousands of times on latents of one or two sizes; building
-        the masks once makes a step about twice as fast (measured on a 12 x 64 x 96 latent).
+        Training calls :meth:`bits` thousands of times on latents of one or two sizes, so the
+        masks are built once (docs/decisions.md, "Entropy model speed").
         """
         key = (height, width, str(device))
         if key not in self._maps:

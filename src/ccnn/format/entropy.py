@@ -6,8 +6,9 @@ model with a location and a scale stored in the file as float16, and a symbol ra
 (:func:`frequency_table`) and hand it to constriction's range coder, so encoder and decoder
 agree bit for bit.
 
-The rate-distortion latent can also be coded with *spatial context* (:class:`LatentEntropyModel`
-with ``context_levels`` K >= 1, coded by :func:`encode_latent`). Its positions are coded
+The rate-distortion latent can also be coded with *spatial context* (K >= 1 context levels,
+coded by :func:`encode_latent`; the encoder learns its parameters in
+:class:`ccnn.encoder.entropy_model.LatentEntropyModel`). Its positions are coded
 coarse to fine on nested grids. First the grid of spacing 2**K (rows and columns multiples of
 2**K) with the per-channel model; then, for each level k = K..1 with spacing s = 2**k and
 d = s/2, given every position of the grid of spacing s: phase B (row and column = d mod s)
@@ -23,17 +24,14 @@ log2(scale) = a + b * log2(1/4 + mean |neighbours in channel c|)
 neighbour pattern and level, stored as int8 multiples of fixed steps (:data:`CONTEXT_STEPS`).
 The last term (format version 4) uses that the latent's channels are busy in the same places:
 four neighbours of one channel are a noisy estimate of the local activity, those of all
-channels a much better one. On eight 30 s latents trained with it (kodim01/20 quality 1, 15/08
-q3, 23/05 q5, 12 q6, 19 q8), the entropy model refitted with g held at 0 needs 1.0% to 10.7%
-more latent bits (4.5% on average) than with g.
+channels a much better one (docs/decisions.md, "Cross-channel activity in the scale
+prediction").
 
 On the decoder's side the neighbours are decoded integers, the means are exact float64
 divisions of integer sums, the location is rounded to quarters and log2(scale) to eighths
 before constriction sees them: the scale is looked up in a fixed table, so encoder and decoder
-hand identical parameters to the coder. Measured on two 60 s latents (kodim08, kodim23 at
-quality 5) fitted after the fact, one level saved 5% and 19% of the latent's bits; a second
-level, on 40 s latents fitted after the fact (kodim01 at quality 1, kodim23 at quality 5),
-saved another 2% and 9% net of its parameters.
+hand identical parameters to the coder. What each context level saves: docs/decisions.md,
+"Spatial context: two coarse-to-fine levels".
 """
 
 from __future__ import annotations
@@ -154,10 +152,8 @@ _SCALE_TABLE = np.exp2(np.arange(_LOG2_SCALE_RANGE[0], _LOG2_SCALE_RANGE[1] + 1)
 CONTEXT_PARAMETERS = 8
 PATTERN_PARAMETERS = CONTEXT_PARAMETERS // 2
 #: Format version 4 stores each context parameter as an int8 multiple of its step: w, a, b, g
-#: in [-2, 2), [-16, 16), [-8, 8), [-8, 8). Half the bytes of float16 (128 bytes less for two
-#: levels of 8 channels, 3% of a 0.09 bpp Kodak file) for 0 to 24 more latent bytes, measured
-#: on eight 30 s latents (kodim01/20 quality 1, 15/08 q3, 23/05 q5, 12 q6, 19 q8); none of
-#: their parameters fell outside the ranges.
+#: in [-2, 2), [-16, 16), [-8, 8), [-8, 8): half the bytes of float16 (docs/decisions.md,
+#: "Context parameters as int8").
 CONTEXT_STEPS = np.array((1 / 64, 1 / 8, 1 / 16, 1 / 16) * 2)
 #: Most context levels a file may declare (a grid of spacing 2**8 is already coarser than needed).
 MAX_CONTEXT_LEVELS = 8
