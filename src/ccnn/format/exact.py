@@ -58,6 +58,10 @@ _STRIP = 1 << 18
 Emit = Callable[[int, int, int, np.ndarray], None]
 
 
+#: Each output phase's taps: (py, px) -> [(ky, kx, row shift, column shift), ...].
+PhaseTaps = dict[tuple[int, int], list[tuple[int, int, int, int]]]
+
+
 def phase_convolution(
     padded: np.ndarray, margin: int, weight: np.ndarray, layer: LayerSpec, emit: Emit
 ) -> None:
@@ -77,45 +81,62 @@ def phase_convolution(
     products, and each phase adds the shifted views of its own taps' products, which is less
     to write when C' is small (the last layer's three channels).
     """
-    channels, padded_h, padded_w = padded.shape
-    height, width = padded_h - 2 * margin, padded_w - 2 * margin
-    out_channels, kernel = layer.channels, layer.kernel
     phases = _phase_taps(layer)
     # each phase's taps: (ky, kx, row shift, column shift)
-    taps = {
+    taps: PhaseTaps = {
         (py, px): [(ky, kx, dy, dx) for ky, dy in taps_y for kx, dx in taps_x]
         for py, taps_y in enumerate(phases)
         for px, taps_x in enumerate(phases)
     }
-    if channels <= out_channels:
-        most = max(len(phase_taps) for phase_taps in taps.values())
-        strip = max(1, _STRIP // (max(most * channels, out_channels) * width))
-        stacked = np.empty(most * channels * min(strip, height) * width)
-        values = np.empty(out_channels * min(strip, height) * width)
-        for (py, px), phase_taps in taps.items():
-            # (C', T * C): the weights of this phase's taps
-            matrix = np.zeros((out_channels, len(phase_taps), channels))
-            for t, (ky, kx, _, _) in enumerate(phase_taps):
-                matrix[:, t] = weight[:, :, ky, kx].T
-            matrix = matrix.reshape(out_channels, len(phase_taps) * channels)
-            for top in range(0, height, strip):
-                rows = min(strip, height - top)
-                out = values[: out_channels * rows * width].reshape(out_channels, rows, width)
-                if not phase_taps:
-                    out[...] = 0.0  # a kernel narrower than the stride leaves this phase at zero
-                else:
-                    block = stacked[: len(phase_taps) * channels * rows * width]
-                    block = block.reshape(len(phase_taps), channels, rows, width)
-                    for t, (_, _, dy, dx) in enumerate(phase_taps):
-                        first = margin + dy + top
-                        block[t] = padded[:, first : first + rows, margin + dx : margin + dx + width]
-                    np.matmul(
-                        matrix,
-                        block.reshape(len(phase_taps) * channels, rows * width),
-                        out=out.reshape(out_channels, rows * width),
-                    )
-                emit(py, px, top, out)
-        return
+    if padded.shape[0] <= layer.channels:
+        _stacked_tap_strips(padded, margin, weight, layer, taps, emit)
+    else:
+        _every_tap_strips(padded, margin, weight, layer, taps, emit)
+
+
+def _stacked_tap_strips(
+    padded: np.ndarray, margin: int, weight: np.ndarray, layer: LayerSpec, taps: PhaseTaps, emit: Emit
+) -> None:
+    """Per phase and strip, one matrix product of the phase's taps with the shifted views stacked."""
+    channels, padded_h, padded_w = padded.shape
+    height, width = padded_h - 2 * margin, padded_w - 2 * margin
+    out_channels = layer.channels
+    most = max(len(phase_taps) for phase_taps in taps.values())
+    strip = max(1, _STRIP // (max(most * channels, out_channels) * width))
+    stacked = np.empty(most * channels * min(strip, height) * width)
+    values = np.empty(out_channels * min(strip, height) * width)
+    for (py, px), phase_taps in taps.items():
+        # (C', T * C): the weights of this phase's taps
+        matrix = np.zeros((out_channels, len(phase_taps), channels))
+        for t, (ky, kx, _, _) in enumerate(phase_taps):
+            matrix[:, t] = weight[:, :, ky, kx].T
+        matrix = matrix.reshape(out_channels, len(phase_taps) * channels)
+        for top in range(0, height, strip):
+            rows = min(strip, height - top)
+            out = values[: out_channels * rows * width].reshape(out_channels, rows, width)
+            if not phase_taps:
+                out[...] = 0.0  # a kernel narrower than the stride leaves this phase at zero
+            else:
+                block = stacked[: len(phase_taps) * channels * rows * width]
+                block = block.reshape(len(phase_taps), channels, rows, width)
+                for t, (_, _, dy, dx) in enumerate(phase_taps):
+                    first = margin + dy + top
+                    block[t] = padded[:, first : first + rows, margin + dx : margin + dx + width]
+                np.matmul(
+                    matrix,
+                    block.reshape(len(phase_taps) * channels, rows * width),
+                    out=out.reshape(out_channels, rows * width),
+                )
+            emit(py, px, top, out)
+
+
+def _every_tap_strips(
+    padded: np.ndarray, margin: int, weight: np.ndarray, layer: LayerSpec, taps: PhaseTaps, emit: Emit
+) -> None:
+    """Per strip, one matrix product of every tap; each phase then adds its taps' shifted views."""
+    channels, padded_h, padded_w = padded.shape
+    height, width = padded_h - 2 * margin, padded_w - 2 * margin
+    out_channels, kernel = layer.channels, layer.kernel
     matrix = weight.transpose(2, 3, 1, 0).reshape(kernel * kernel * out_channels, channels)
     strip = max(1, _STRIP // (matrix.shape[0] * padded_w))
     buffer = np.empty(matrix.shape[0] * (min(strip, height) + 2 * margin) * padded_w)
