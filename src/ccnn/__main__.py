@@ -1,0 +1,7 @@
+"""``python -m ccnn``: the ``ccnn`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
