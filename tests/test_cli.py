@@ -159,3 +159,10 @@ def test_out_of_memory_is_a_ccnn_error(monkeypatch, crop: np.ndarray) -> None:
     monkeypatch.setattr(ccnn.encoder.encode, "encode", fail)
     with pytest.raises(ccnn.CCNNError, match="out of memory"):
         ccnn.compress(crop, "fast", steps=1)
+
+
+def test_python_dash_m_ccnn_is_the_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ccnn", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"ccnn {ccnn.__version__}"
