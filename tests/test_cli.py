@@ -166,3 +166,23 @@ def test_python_dash_m_ccnn_is_the_command() -> None:
         [sys.executable, "-m", "ccnn", "--version"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stdout.strip() == f"ccnn {ccnn.__version__}"
+
+
+def test_progress_follows_the_budget_nearer_its_end() -> None:
+    from ccnn.options import budget_percent
+
+    def event(step: int, seconds: float) -> ccnn.Progress:
+        return ccnn.Progress(step, 1000, seconds, 10.0, 30.0, 0.5, "crops")
+
+    assert budget_percent(event(250, 1.0)) == 25  # steps bind
+    assert budget_percent(event(100, 7.5)) == 75  # time binds
+    assert budget_percent(event(1000, 12.0)) == 100
+
+
+def test_decompress_to_a_lossy_format_says_so(tmp_path: Path, encoded: ccnn.EncodeResult) -> None:
+    source = tmp_path / "x.ccnn"
+    source.write_bytes(encoded.data)
+    lossy = run("decompress", str(source), "-o", str(tmp_path / "x.jpg"), "--quiet")
+    assert lossy.returncode == 0 and "lossy" in lossy.stderr and len(lossy.stderr.splitlines()) == 1
+    lossless = run("decompress", str(source), "-o", str(tmp_path / "x.png"), "--quiet")
+    assert lossless.returncode == 0 and lossless.stderr == ""

@@ -37,6 +37,11 @@ from .options import (
 )
 from .settings import Preset
 
+#: Output extensions whose format loses detail: decompressing to them re-encodes the pixels.
+LOSSY_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".avif", ".heic", ".heif", ".jxl", ".jp2", ".j2k"}
+)
+
 
 def _path(name: str) -> Path:
     """A file named on the command line; ``-`` (standard input or output) is not supported yet."""
@@ -85,6 +90,8 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     pixels = decompress(data)
     seconds = time.perf_counter() - start
     write_atomic(out, encode_image(pixels, out), force=args.force)
+    if out.suffix.lower() in LOSSY_SUFFIXES:
+        print(f"ccnn: note: {out} is a lossy format: the decoded pixels were re-encoded", file=sys.stderr)
     if not args.quiet:
         print(f"{source} -> {out}: {pixels.shape[1]}x{pixels.shape[0]}, {seconds:.3f} s")
     return 0

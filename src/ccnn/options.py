@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .encoder.result import Progress
 from .encoder.threads import set_torch_threads
-from .settings import DEVICES, EncoderOptions, Preset, option_infos, option_type
+from .settings import DEVICES, PRESETS, EncoderOptions, Preset, option_infos, option_type
 
 
 class UsageError(Exception):
@@ -42,6 +42,9 @@ def add_encoder_options(
             "" if len(info.presets) == len(Preset) else f"; {' or '.join(p.value for p in info.presets)} only"
         )
         flags = [info.short, flag(name)] if info.short else [flag(name)]
+        if name in ("quality", "steps", "seconds"):
+            defaults = ", ".join(f"{p.value} {getattr(PRESETS[p], name):g}" for p in info.presets)
+            applies += f" (default: {defaults})"
         parser.add_argument(*flags, dest=name, type=option_type(name), help=info.help + applies)
     add_device_option(parser)
 
@@ -81,7 +84,11 @@ def set_threads(args: argparse.Namespace) -> None:
 
 
 class TrainingProgress:
-    """A tqdm bar over training steps, showing elapsed seconds, PSNR and estimated bpp."""
+    """A tqdm bar over the training budget, showing steps, elapsed seconds, PSNR and latent bpp.
+
+    Training stops at its step budget or its time budget, whichever comes first, so the bar's
+    percentage is that of the budget nearer its end.
+    """
 
     def __init__(self, description: str, enabled: bool = True) -> None:
         self.description = description
@@ -93,19 +100,20 @@ class TrainingProgress:
             return
         if self.bar is None:
             self.bar = tqdm(
-                total=event.steps,
+                total=100,
                 desc=self.description,
-                unit="step",
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
                 leave=False,
                 file=sys.stderr,
                 dynamic_ncols=True,
                 mininterval=0.5,
             )
         self.bar.set_postfix_str(
-            f"{event.seconds:.0f}/{event.budget_seconds:.0f}s PSNR {event.psnr:.2f} dB {event.bpp:.3f} bpp",
+            f"step {event.step}/{event.steps}, {event.seconds:.0f}/{event.budget_seconds:.0f} s, "
+            f"PSNR {event.psnr:.2f} dB, latent {event.bpp:.3f} bpp",
             refresh=False,
         )
-        self.bar.update(event.step - self.bar.n)
+        self.bar.update(budget_percent(event) - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -117,3 +125,9 @@ class TrainingProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def budget_percent(event: Progress) -> int:
+    """How far training is through whichever of its budgets (steps, seconds) is nearer its end."""
+    fraction = max(event.step / max(event.steps, 1), event.seconds / max(event.budget_seconds, 1e-9))
+    return min(100, int(100 * fraction))

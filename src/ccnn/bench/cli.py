@@ -17,9 +17,10 @@ from .report import RunInfo, bd_table, write_results
 from .reproduce import run_reproduce
 from .run import Cache, Outcome, Task, default_threads, execute, find_images, plan, progress_bar
 
-DEFAULT_BENCH_DIR = "results/bench"
-DEFAULT_REPRODUCE_DIR = "docs/results"
-DEFAULT_REPRODUCE_CACHE = "results/reproduce"
+#: Where the benchmarks write when no folder is given: below the current folder, named after them.
+DEFAULT_BENCH_DIR = "ccnn-bench"
+DEFAULT_REPRODUCE_DIR = "ccnn-reproduce"
+DEFAULT_REPRODUCE_CACHE = "ccnn-reproduce/cache"
 
 
 def _usage_error(message: str) -> Exception:
