@@ -114,7 +114,7 @@ def encode(
     start = time.perf_counter()
     height, width, channels = pixels.shape
     spec = config.decoder_spec()
-    container.check_decodable(spec, height, width)
+    container.check_decodable(spec, height, width, operation="compressing")
     result = fit(pixels, config, progress=progress, device=device)
     latent = quantize_latent(result.latent, config.latent_mode)
     _tune_entropy(result.entropy, latent)

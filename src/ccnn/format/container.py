@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import FormatError, LimitError
 from .entropy import CONTEXT_PARAMETERS, MAX_CONTEXT_LEVELS, GroupModel, context_from_ints, context_to_ints
+from .exact import input_margin
 from .spec import MAX_PIXELS, MAX_SIDE, DecoderSpec, LatentMode, LayerSpec
 
 MAGIC = b"CCNN"
@@ -56,6 +57,17 @@ MAX_KERNEL = 64
 MAX_STRIDE = 32
 MAX_DECODER_PARAMETERS = 1 << 22
 MAX_WORK_ELEMENTS = 1 << 28
+#: Most memory a decode may need at its peak, as :func:`decode_cost` estimates it from the header
+#: (the latent, the entropy decoder's arrays, the restoring network's buffers and the pixels).
+#: Every file the encoder makes within the limits above needs less: at most some 1.5 GiB
+#: (the ``paper`` preset at ratio 2 on 64 megapixels), 0.6 GiB for the ``fine`` network.
+MAX_DECODE_BYTES = 2 << 30
+#: Most work the restoring network may cost, as :func:`decode_cost` counts it: multiply-adds
+#: plus one step per output value and latent symbol, some ten seconds of one CPU core. The
+#: largest legitimate file, 64 megapixels through the ``fine`` network, would cost 2**35.2.
+MAX_DECODE_WORK = 1 << 36
+#: The context decoder's zero border: 2**(levels - 1) for at most MAX_CONTEXT_LEVELS levels.
+_CONTEXT_PAD = 2 ** (MAX_CONTEXT_LEVELS - 1)
 
 _PREFIX = struct.Struct("<4sBH")
 _FIXED = struct.Struct("<IIBBBeBB")  # height, width, channels, latent mode, flags, slope, latent ch, layers
@@ -283,16 +295,77 @@ def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
     return height, width, channels, spec
 
 
-def check_decodable(spec: DecoderSpec, height: int, width: int) -> None:
-    """Refuse networks whose weights or intermediate arrays would be unreasonably large.
+def _strip_bytes(c_in: int, h: int, w: int, margin: int, layer: LayerSpec) -> int:
+    """Scratch of :func:`ccnn.format.exact.phase_convolution` for an input (c_in, h, w), in bytes."""
+    c_out, kernel, stride = layer.channels, layer.kernel, layer.stride
+    strip_values = 1 << 18  # exact._STRIP
+    if c_in <= c_out:
+        taps = (-(-kernel // stride)) ** 2
+        rows = min(h, max(1, strip_values // (max(taps * c_in, c_out) * w)))
+        scratch = taps * c_in * rows * w + 2 * c_out * rows * w
+    else:
+        padded_w = w + 2 * margin
+        rows = min(h, max(1, strip_values // (kernel * kernel * c_out * padded_w)))
+        scratch = kernel * kernel * c_out * (rows + 2 * margin) * padded_w + 2 * c_out * rows * w
+    return 8 * scratch
 
-    The reader calls it before allocating anything; the encoder calls it before training, so
-    that a network the decoder would refuse is refused in seconds, not after minutes of work.
+
+def decode_cost(spec: DecoderSpec, height: int, width: int) -> tuple[int, int]:
+    """(peak bytes, work) of decoding an image of ``height`` x ``width`` with ``spec``: from the header alone.
+
+    Peak bytes: the larger of the entropy decoder's arrays (the int32 latent, its zero-padded
+    copy and magnitudes, and some ten float64 or int32 values per position of its largest phase
+    with spatial context; the per-channel planes and their stack without) and, for each
+    restoring layer, what :func:`ccnn.format.exact.restore_exact` holds while it runs (the
+    int32 latent, the layer's float64 zero-padded input, its float64 padded output or the
+    uint8 pixels and their cropped copy, the strip scratch), plus the weights. Work: for each
+    layer, output values x input channels x (kernel / stride)**2 multiply-adds plus one step
+    per output value, plus one per latent symbol. Both are estimates made before anything is
+    allocated; benchmarks/bombs.py compares them with what decoding takes.
+    """
+    stride = spec.latent_stride
+    h, w = -(-height // stride), -(-width // stride)
+    c_in = spec.latent_channels
+    symbols = c_in * h * w
+    if spec.latent_context:
+        pad = _CONTEXT_PAD
+        largest_phase = c_in * (-(-h // 2)) * (-(-w // 2))
+        entropy = 4 * symbols + 8 * c_in * (h + 2 * pad) * (w + 2 * pad) + 80 * largest_phase
+    else:
+        entropy = 8 * symbols + 8 * h * w
+    peak = entropy
+    work = symbols
+    margin = input_margin(spec.layers[0])
+    for i, layer in enumerate(spec.layers):
+        last = i == len(spec.layers) - 1
+        out_h, out_w = h * layer.stride, w * layer.stride
+        held = 4 * symbols + 8 * c_in * (h + 2 * margin) * (w + 2 * margin)
+        held += _strip_bytes(c_in, h, w, margin, layer)
+        if last:
+            held += 2 * layer.channels * out_h * out_w  # the pixels and their cropped copy
+            next_margin = 0
+        else:
+            next_margin = input_margin(spec.layers[i + 1])
+            held += 8 * layer.channels * (out_h + 2 * next_margin) * (out_w + 2 * next_margin)
+        peak = max(peak, held)
+        work += layer.channels * h * w * c_in * layer.kernel * layer.kernel + layer.channels * out_h * out_w
+        c_in, h, w, margin = layer.channels, out_h, out_w, next_margin
+    peak += 24 * spec.parameter_count  # the weights as int32, float64 and a scaled float64 copy
+    return peak, work
+
+
+def check_decodable(spec: DecoderSpec, height: int, width: int, operation: str = "decoding") -> None:
+    """Refuse networks whose weights, arrays, memory or work would be unreasonably large.
+
+    The reader calls it before allocating anything; the encoder calls it before training (with
+    ``operation="compressing"``), so that a network the decoder would refuse is refused in
+    seconds, not after minutes of work. ``operation`` names what is refused in the messages.
     """
     params = spec.parameter_count
     if params > MAX_DECODER_PARAMETERS:
         raise LimitError(
-            f"header claims a restoring network of {params} parameters (at most {MAX_DECODER_PARAMETERS})"
+            f"{operation} this image would need a restoring network of {params} parameters "
+            f"(at most {MAX_DECODER_PARAMETERS})"
         )
     stride = spec.latent_stride
     h, w = -(-height // stride), -(-width // stride)
@@ -303,8 +376,21 @@ def check_decodable(spec: DecoderSpec, height: int, width: int) -> None:
         work = max(work, columns, layer.channels * h * w)
     if work > MAX_WORK_ELEMENTS:
         raise LimitError(
-            f"decoding this {width}x{height} image would need {work} working values "
+            f"{operation} this {width}x{height} image would need {work} working values "
             f"(this decoder allows {MAX_WORK_ELEMENTS})"
+        )
+    peak, work = decode_cost(spec, height, width)
+    # the encoder makes a file that the decoder would refuse; the decoder refuses the file
+    needs = "make a file that needs" if operation == "compressing" else "need"
+    if peak > MAX_DECODE_BYTES:
+        raise LimitError(
+            f"{operation} this {width}x{height} image would {needs} about {peak / (1 << 20):.0f} MiB "
+            f"of memory to decode (the decoder allows {MAX_DECODE_BYTES >> 20} MiB)"
+        )
+    if work > MAX_DECODE_WORK:
+        raise LimitError(
+            f"{operation} this {width}x{height} image would {needs} about {work:.3g} multiply-adds "
+            f"to decode (the decoder allows {MAX_DECODE_WORK:.3g})"
         )
 
 
