@@ -36,9 +36,8 @@ import numpy as np
 
 import ccnn
 from ccnn.format.container import unpack
-from ccnn.format.entropy import decode_groups, decode_latent
+from ccnn.format.decode import crop, decode_file_latent, decode_weights
 from ccnn.format.exact import restore_exact
-from ccnn.format.spec import QuantizedTensor
 from ccnn.imageio import load_image
 from ccnn.settings import RD_NETWORKS
 
@@ -116,21 +115,11 @@ def stages(data: bytes) -> dict[str, float]:
     t0 = time.perf_counter()
     contents = unpack(data)
     t1 = time.perf_counter()
-    spec = contents.spec
-    shapes = spec.parameter_shapes()
-    sizes = [int(np.prod(shape)) for shape in shapes]
-    ints = decode_groups(contents.weight_data, sizes, list(contents.weight_models))
-    tensors = [
-        QuantizedTensor(ints=values.reshape(shape), exponent=exponent)
-        for values, shape, exponent in zip(ints, shapes, contents.weight_exponents)
-    ]
+    tensors = decode_weights(contents)
     t2 = time.perf_counter()
-    latent = decode_latent(
-        contents.latent_data, contents.latent_shape, list(contents.latent_models), contents.latent_context
-    )
+    latent = decode_file_latent(contents)
     t3 = time.perf_counter()
-    pixels = restore_exact(spec, tensors, latent)
-    np.ascontiguousarray(pixels[: contents.height, : contents.width])
+    crop(restore_exact(contents.spec, tensors, latent), contents)
     t4 = time.perf_counter()
     times["unpack"], times["weights"], times["latent"], times["restore"] = t1 - t0, t2 - t1, t3 - t2, t4 - t3
     start = time.perf_counter()

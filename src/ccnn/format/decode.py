@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .container import unpack
+from .container import CCNNFile, unpack
 from .entropy import decode_groups, decode_latent
 from .exact import restore_exact
 from .spec import QuantizedTensor
@@ -13,16 +13,28 @@ from .spec import QuantizedTensor
 def decode(data: bytes) -> np.ndarray:
     """Unpack and validate, range-decode weights and latent, run the exact restoring network, crop."""
     contents = unpack(data)
-    spec = contents.spec
-    shapes = spec.parameter_shapes()
+    pixels = restore_exact(contents.spec, decode_weights(contents), decode_file_latent(contents))
+    return crop(pixels, contents)
+
+
+def decode_weights(contents: CCNNFile) -> list[QuantizedTensor]:
+    """The restoring network's quantized weights and biases, in file order."""
+    shapes = contents.spec.parameter_shapes()
     sizes = [int(np.prod(shape)) for shape in shapes]
     ints = decode_groups(contents.weight_data, sizes, list(contents.weight_models))
-    tensors = [
+    return [
         QuantizedTensor(ints=values.reshape(shape), exponent=exponent)
         for values, shape, exponent in zip(ints, shapes, contents.weight_exponents)
     ]
-    latent = decode_latent(
+
+
+def decode_file_latent(contents: CCNNFile) -> np.ndarray:
+    """The integer latent (L, h, w)."""
+    return decode_latent(
         contents.latent_data, contents.latent_shape, list(contents.latent_models), contents.latent_context
     )
-    pixels = restore_exact(spec, tensors, latent)
+
+
+def crop(pixels: np.ndarray, contents: CCNNFile) -> np.ndarray:
+    """The restored pixels cut to the image's size (the latent covers whole strides)."""
     return np.ascontiguousarray(pixels[: contents.height, : contents.width])
