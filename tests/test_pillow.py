@@ -98,7 +98,7 @@ def test_failed_decode_raises_oserror_from_load(monkeypatch: pytest.MonkeyPatch)
         raise ccnn.FormatError("latent stream is damaged")
 
     with Image.open(DATA / "v4-fast-rgb.ccnn") as image:
-        monkeypatch.setattr(ccnn, "decompress", broken)
+        monkeypatch.setattr(ccnn.pillow, "decompress", broken)
         with pytest.raises(OSError, match="cannot decode ccnn file: latent stream is damaged"):
             image.load()
 

@@ -22,8 +22,10 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageFile
 
+from . import compress_image, decompress, read_info
 from .errors import CCNNError, ConfigError, ImageError
 from .format.container import MAGIC
+from .settings import EncoderOptions, option_infos
 
 FORMAT = "CCNN"
 DESCRIPTION = "ccnn neural image codec"
@@ -45,8 +47,6 @@ class CCNNImageFile(ImageFile.ImageFile):
     format_description = DESCRIPTION
 
     def _open(self) -> None:
-        from . import read_info
-
         assert self.fp is not None
         self.fp.seek(0)
         data = self.fp.read()
@@ -71,8 +71,6 @@ class CCNNDecoder(ImageFile.PyDecoder):
     _pulls_fd = True
 
     def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
-        from . import decompress
-
         assert self.fd is not None
         self.fd.seek(0)
         try:
@@ -86,9 +84,6 @@ class CCNNDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    from . import compress_image
-    from .settings import EncoderOptions, option_infos
-
     params: dict[str, Any] = im.encoderinfo
     settings = {name: params[name] for name in option_infos() if params.get(name) is not None}
     try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from PIL import Image
 from tqdm import tqdm
 
 from ..errors import CCNNError, ConfigError
@@ -86,8 +87,6 @@ def cpu_count() -> int:
 
 def image_suffixes() -> frozenset[str]:
     """File extensions (lower case, with the dot) of the image formats Pillow can open."""
-    from PIL import Image
-
     Image.init()
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 

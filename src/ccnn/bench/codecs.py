@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
+import PIL
 from PIL import Image, features
 
 from .. import (
@@ -53,8 +54,6 @@ def _pil_decode(data: bytes) -> np.ndarray:
 
 
 def _pillow_version(feature: str) -> str:
-    import PIL
-
     return f"Pillow {PIL.__version__}, {feature} {features.version(feature) or '?'}"
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import EncoderOptions, Preset, compress_image, decompress, read_info
 from ..encoder.threads import set_torch_threads, torch_thread_count
@@ -628,8 +629,6 @@ def gather(
     quiet: bool,
 ) -> Measurements | None:
     """Run every training not in the cache (None when interrupted), then measure JPEG."""
-    from tqdm import tqdm
-
     pixels = load_rgb(source)
     trainings = _trainings(seconds, budgets, ratios)
     records = {t: r for t in trainings if (r := cache.get(t)) is not None}

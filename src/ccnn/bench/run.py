@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
+from .. import read_info
 from ..encoder.threads import torch_threads
 from ..errors import CCNNError
 from ..metrics import bpp as bits_per_pixel
@@ -114,8 +117,6 @@ def measure(codec: Codec, pixels: np.ndarray, quality: float) -> dict[str, Any]:
     """Encode and decode ``pixels`` once at ``quality``; sizes, quality and timings of the file."""
     extra: dict[str, Any] = {}
     if isinstance(codec, CcnnCodec):
-        from .. import read_info
-
         result, encode_seconds = timed(codec.encode_full, pixels, quality)
         data = result.data
         extra = {
@@ -294,8 +295,6 @@ def default_threads(jobs: int) -> int:
 @contextlib.contextmanager
 def quiet_stderr_warnings() -> Iterator[None]:
     """Silence library warnings (e.g. PyTorch's) that would break the progress bar's line."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
@@ -303,8 +302,6 @@ def quiet_stderr_warnings() -> Iterator[None]:
 
 def progress_bar(total: int, initial: int, enabled: bool) -> Any:
     """The tqdm bar over image x codec x point, on stderr."""
-    from tqdm import tqdm
-
     return tqdm(
         total=total,
         initial=initial,
