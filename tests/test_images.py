@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -42,3 +45,26 @@ def test_refusals(tmp_path) -> None:
         load_image(tmp_path / "missing.png")
     with pytest.raises(ImageError, match="uint8"):
         load_image(np.zeros((4, 4, 3), np.float32))
+
+
+def test_animations_and_multipage_files_are_refused_not_cut(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (16, 16), color) for color in ("red", "green", "blue")]
+    animated = tmp_path / "anim.gif"
+    frames[0].save(animated, save_all=True, append_images=frames[1:], duration=100)
+    pages = tmp_path / "pages.tif"
+    frames[0].save(pages, save_all=True, append_images=frames[1:])
+    for path in (animated, pages):
+        with pytest.raises(ImageError, match="has 3 frames"):
+            load_image(path)
+    single = tmp_path / "one.gif"
+    frames[0].save(single)
+    assert load_image(single).shape == (16, 16, 3)
+
+
+def test_large_image_warning_from_pillow_does_not_leak(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGB", (40, 40)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: Pillow warns, does not refuse
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(path).shape == (40, 40, 3)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +79,19 @@ def load_image(image: ImageLike) -> np.ndarray:
     if path.is_dir():
         raise ImageError(f"{source}: is a directory, not an image")
     try:
-        with Image.open(path) as opened:
-            _check_size(opened.width, opened.height, source)
-            opened.load()
-            return _from_pil(opened, source)
+        with warnings.catch_warnings():
+            # ccnn's own size limit speaks for large images, in one line (_check_size)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                _check_size(opened.width, opened.height, source)
+                frames = getattr(opened, "n_frames", 1)
+                if frames > 1:
+                    raise ImageError(
+                        f"{source}: has {frames} frames (animation or pages); ccnn codes one still "
+                        "image, so save the frame you want as its own file first"
+                    )
+                opened.load()
+                return _from_pil(opened, source)
     except UnidentifiedImageError:
         raise ImageError(f"{source}: not an image file ccnn can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
