@@ -25,13 +25,11 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_encoder_options(
-    parser: argparse.ArgumentParser, preset: Preset = Preset.DEFAULT, skip: tuple[str, ...] = ()
-) -> None:
+def add_encoder_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """``--preset``, one flag per encoder setting (except ``skip``) and ``--device``."""
     parser.add_argument(
         "--preset",
-        default=preset.value,
+        default=Preset.DEFAULT.value,
         choices=[p.value for p in Preset],
         help="codec preset (default: %(default)s)",
     )

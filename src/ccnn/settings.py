@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_type_hints
 
 import numpy as np
 
@@ -391,11 +391,8 @@ def option_infos() -> dict[str, OptionInfo]:
 
 
 def option_type(name: str) -> type:
-    """``int`` or ``float``: the type of option ``name``'s values."""
-    return int if name in _INTEGER_OPTIONS else float
-
-
-_INTEGER_OPTIONS = frozenset({"quality", "steps", "seed", "ratio", "kernel"})
+    """``int`` or ``float``: the type of option ``name``'s values, read off its annotation."""
+    return int if get_type_hints(EncoderOptions)[name] == int | None else float
 
 
 def _checked(name: str, value: Any, info: OptionInfo, preset: Preset) -> Any:
