@@ -66,7 +66,7 @@ def crop() -> np.ndarray:
 @pytest.fixture(scope="session")
 def encoded(crop: np.ndarray) -> ccnn.EncodeResult:
     """The crop through the fast preset with a short, seeded training."""
-    return ccnn.compress_image(crop, "fast", steps=120, seconds=60, seed=1)
+    return ccnn.compress_image(crop, "fast", steps=160, seed=1)
 
 
 @pytest.fixture()

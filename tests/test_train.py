@@ -6,21 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+import ccnn
+from ccnn.encoder import train as train_module
 from ccnn.encoder.result import Progress
 from ccnn.encoder.train import Trainer, phase_ends, soft_round_temperature
 from ccnn.imageio import load_image
 from ccnn.paths import sample_path
-from ccnn.settings import EncoderOptions, TrainingPhase
+from ccnn.settings import PRESETS, EncoderOptions, Preset, TrainingPhase, training_phases
 
 
 def test_phase_ends_are_the_running_shares_and_end_at_one() -> None:
-    def phase(share: float) -> TrainingPhase:
-        return TrainingPhase(name="p", data="crops", learns="networks", share=share, learning_rate=1e-2)
-
-    assert phase_ends([phase(0.7), phase(0.2), phase(0.1)])[-1] == 1.0
-    assert phase_ends([phase(0.5), phase(0.5)]) == (0.5, 1.0)
+    assert phase_ends([0.7, 0.2, 0.1])[-1] == 1.0
+    assert phase_ends([0.5, 0.5]) == (0.5, 1.0)
     with pytest.raises(ValueError):
-        phase_ends([phase(0.5), phase(0.4)])
+        phase_ends([0.5, 0.4])
     with pytest.raises(ValueError):
         phase_ends([])
 
@@ -80,3 +79,31 @@ def test_trainer_runs_the_phases_it_is_given() -> None:
     assert result.steps == trainer.step == 40
     assert trainer.latent is not None and result.latent.shape == trainer.latent.shape
     assert np.isfinite(trainer.best.loss) and trainer.best_state is not None
+
+
+def _tiny_encode(**settings: float) -> tuple[bytes, int, bool]:
+    pixels = np.ascontiguousarray(load_image(sample_path())[:32, :48])
+    result = ccnn.compress_image(pixels, "fast", seed=3, **settings)
+    return result.data, result.steps, result.stopped_by_time
+
+
+def test_presets_stop_on_steps_whatever_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Effort, not time: a clock that runs 1000 times too fast (a very busy machine) changes
+    nothing in a preset's file, while a time budget that the user asks for does stop early."""
+    assert all(PRESETS[preset].seconds is None for preset in Preset)
+    normal = _tiny_encode(steps=12)
+    ticks = iter(range(0, 10**9, 1000))
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: float(next(ticks)))
+    assert _tiny_encode(steps=12) == normal
+    assert normal[1:] == (12, False)
+    _, steps, stopped = _tiny_encode(steps=12, seconds=5000.0)
+    assert stopped and steps < 12
+
+
+def test_a_time_budget_splits_by_time_share() -> None:
+    """With a time budget, each phase ends at its share of the time (the refine phase's share
+    of the time is far larger than its share of the steps)."""
+    config = EncoderOptions("default", quality=1).resolve()
+    crops, refine = training_phases(config)
+    assert refine.share < 0.2 and refine.time_share == pytest.approx(0.5)
+    assert phase_ends([crops.time_share, refine.time_share]) == (pytest.approx(0.5), 1.0)

@@ -71,6 +71,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
             source, options=encoder_options(args), progress=bar, device=device_option(args)
         )
     write_atomic(out, result.data, force=args.force)
+    note = result.time_budget_note()
+    if note:
+        print(f"ccnn: note: {note}", file=sys.stderr)
     height, width = result.decoded.shape[:2]
     if not args.quiet:
         print(

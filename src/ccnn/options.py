@@ -41,7 +41,8 @@ def add_encoder_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] =
         )
         flags = [info.short, flag(name)] if info.short else [flag(name)]
         if name in ("quality", "steps", "seconds"):
-            defaults = ", ".join(f"{p.value} {getattr(PRESETS[p], name):g}" for p in info.presets)
+            values = [(p.value, getattr(PRESETS[p], name)) for p in info.presets]
+            defaults = ", ".join(f"{p} {'none' if v is None else format(v, 'g')}" for p, v in values)
             applies += f" (default: {defaults})"
         parser.add_argument(*flags, dest=name, type=option_type(name), help=info.help + applies)
     add_device_option(parser)
@@ -84,8 +85,8 @@ def set_threads(args: argparse.Namespace) -> None:
 class TrainingProgress:
     """A tqdm bar over the training budget, showing steps, elapsed seconds, PSNR and latent bpp.
 
-    Training stops at its step budget or its time budget, whichever comes first, so the bar's
-    percentage is that of the budget nearer its end.
+    Training stops after its steps, or earlier when a time budget is given and runs out, so the
+    bar's percentage is that of the budget nearer its end.
     """
 
     def __init__(self, description: str, enabled: bool = True) -> None:
@@ -106,8 +107,9 @@ class TrainingProgress:
                 dynamic_ncols=True,
                 mininterval=0.5,
             )
+        budget = "" if event.budget_seconds is None else f"/{event.budget_seconds:.0f}"
         self.bar.set_postfix_str(
-            f"step {event.step}/{event.steps}, {event.seconds:.0f}/{event.budget_seconds:.0f} s, "
+            f"step {event.step}/{event.steps}, {event.seconds:.0f}{budget} s, "
             f"PSNR {event.psnr:.2f} dB, latent {event.bpp:.3f} bpp",
             refresh=False,
         )
@@ -127,5 +129,7 @@ class TrainingProgress:
 
 def budget_percent(event: Progress) -> int:
     """How far training is through whichever of its budgets (steps, seconds) is nearer its end."""
-    fraction = max(event.step / max(event.steps, 1), event.seconds / max(event.budget_seconds, 1e-9))
+    fraction = event.step / max(event.steps, 1)
+    if event.budget_seconds is not None:
+        fraction = max(fraction, event.seconds / max(event.budget_seconds, 1e-9))
     return min(100, int(100 * fraction))

@@ -50,6 +50,11 @@ class CodecConfig:
     ``context_levels`` is how many coarse-to-fine levels of spatial context that model uses
     (0: none; see :mod:`ccnn.format.entropy`). ``distortion`` is the whole-image loss
     (:class:`Distortion`; see :data:`QUALITY_SLOPES`).
+    ``steps`` is the effort: training stops after that many steps, so the same image, settings
+    and seed give the same file however busy the machine is. ``seconds`` is an optional time
+    budget on top (``None``: none); when it stops training first, the result says so.
+    ``refine_share`` is the whole-image phase's share of the steps, ``refine_time_share`` its
+    share of a time budget (its steps cost far more than a crop step's).
     ``soft_rounding`` is ``(start, end)``: the whole-image phase trains through
     :func:`ccnn.encoder.quantize.soft_round_noise` at a temperature falling linearly from start to end
     before its hard-rounding part (``None``: plain uniform noise).
@@ -64,12 +69,13 @@ class CodecConfig:
     output_activation: bool = False
     quality: int = 4
     steps: int = 2000
-    seconds: float = 60.0
+    seconds: float | None = None
     learning_rate: float = 5e-3
     crop_size: int = 32
     crops_per_step: int = 16
     hard_rounding_fraction: float = 0.1
     refine_share: float = 0.0
+    refine_time_share: float = 0.5
     refine_learning_rate: float = 3e-3
     refine_latent_lr: float = 2e-2
     soft_rounding: tuple[float, float] | None = None
@@ -129,7 +135,6 @@ def _paper(ratio: int = 4, kernel: int = 10, slope: float = 0.1, channels: int =
         latent_activation=True,
         output_activation=True,
         steps=3000,
-        seconds=120.0,
         learning_rate=2e-3,
         crop_size=max(64, 4 * ratio),
         crops_per_step=8,
@@ -207,7 +212,7 @@ def rd_network(
 def _rd(
     name: str,
     steps: int,
-    seconds: float,
+    refine_share: float,
     distortion: Distortion,
     description: str,
     soft_rounding: tuple[float, float] | None = None,
@@ -219,9 +224,8 @@ def _rd(
         decoder=decoder,
         slope=0.1,
         steps=steps,
-        seconds=seconds,
         learning_rate=1e-2,
-        refine_share=0.5,
+        refine_share=refine_share,
         soft_rounding=soft_rounding,
         context_levels=2,
         distortion=distortion,
@@ -233,8 +237,37 @@ def _rd(
 DEVICES = ("auto", "cpu", "cuda")
 
 
-#: Where training may run (``auto``: CUDA when present); the file decodes on any CPU either way.
-DEVICES = ("auto", "cpu", "cuda")
+#: The rate-distortion presets' effort: training steps in all, and of them the whole-image
+#: phase's (the rest train on crops). Calibrated so that a Kodak image (768x512) with the
+#: largest network encodes in about 15 s (``fast``) and 120 s (``default``) on one idle core
+#: of the reference machine: docs/decisions.md, "Effort, not time: presets stop on steps".
+FAST_STEPS, FAST_REFINE_STEPS = 700, 190
+DEFAULT_STEPS, DEFAULT_REFINE_STEPS = 4500, 570
+
+
+#: Bounds of the factor by which the whole-image phase's steps grow for an image smaller than
+#: :data:`NETWORK_REFERENCE_PIXELS` (its steps are that much cheaper) and shrink for a larger one.
+REFINE_SCALE_BOUNDS = (0.25, 8.0)
+
+
+def effort_steps(config: CodecConfig, pixels: int | None) -> tuple[int, int]:
+    """(crop steps, whole-image steps) of ``config``'s effort for an image of ``pixels``.
+
+    A crop step costs the same on any image, a whole-image step costs in proportion to the
+    pixels. The presets' counts are those of a Kodak-size image
+    (:data:`NETWORK_REFERENCE_PIXELS`); another size keeps the crop steps and scales the
+    whole-image steps inversely with its pixels (within :data:`REFINE_SCALE_BOUNDS`), so that the
+    phase does about the same work: a small image, whose weights weigh most in its file, gets
+    many more cheap whole-image steps, and a camera-size one a bounded time. It depends on the
+    size alone, so the file stays the same whatever the machine's load.
+    """
+    crop_steps = round(config.steps * (1.0 - config.refine_share))
+    refine_steps = config.steps - crop_steps
+    if pixels is not None and refine_steps > 0:
+        low, high = REFINE_SCALE_BOUNDS
+        scale = min(max(NETWORK_REFERENCE_PIXELS / max(pixels, 1), low), high)
+        refine_steps = max(1, round(refine_steps * scale))
+    return crop_steps, refine_steps
 
 
 class Preset(TextEnum):
@@ -247,15 +280,21 @@ class Preset(TextEnum):
 
 PRESETS: dict[Preset, CodecConfig] = {
     Preset.PAPER: _paper(),
-    # docs/decisions.md, "Fast preset budget" and "Fast preset uses the PSNR loss too"
+    # docs/decisions.md, "Effort, not time: presets stop on steps" and "Fast preset uses the
+    # PSNR loss too"
     Preset.FAST: _rd(
-        "fast", 3000, 13.0, Distortion.PSNR, description="rate-distortion network, short training"
+        "fast",
+        FAST_STEPS,
+        FAST_REFINE_STEPS / FAST_STEPS,
+        Distortion.PSNR,
+        description="rate-distortion network, short training",
     ),
-    # docs/decisions.md, "Default preset budget" and "Soft rounding in the whole-image phase"
+    # docs/decisions.md, "Effort, not time: presets stop on steps" and "Soft rounding in the
+    # whole-image phase"
     Preset.DEFAULT: _rd(
         "default",
-        16000,
-        110.0,
+        DEFAULT_STEPS,
+        DEFAULT_REFINE_STEPS / DEFAULT_STEPS,
         Distortion.PSNR,
         description="rate-distortion network",
         soft_rounding=(0.3, 0.1),
@@ -301,7 +340,9 @@ class EncoderOptions:
     )
     steps: int | None = _option("training steps (the effort; with a seed, the same file)", minimum=1)
     seconds: float | None = _option(
-        "training time budget in seconds (the first budget reached stops)", positive=True
+        "a time budget in seconds on top of the steps (training stops at whichever ends first; "
+        "the file then depends on the machine's speed and load)",
+        positive=True,
     )
     seed: int | None = _option("random seed (same seed, same file)", minimum=0, maximum=2**32 - 1)
     ratio: int | None = _option(
@@ -348,7 +389,8 @@ class EncoderOptions:
 
         ``pixels`` (height x width) and ``block_psnr`` (:func:`ccnn.metrics.block_mean_psnr`),
         when known, let the rate-distortion presets pick a network that suits the image's size
-        and detail (see :func:`rd_network`).
+        and detail (see :func:`rd_network`) and size their whole-image phase (see
+        :func:`effort_steps`).
         """
         if channels not in (1, 3):
             raise ConfigError(f"images must have 1 or 3 channels, not {channels}")
@@ -363,7 +405,14 @@ class EncoderOptions:
         else:
             level = base.quality if self.quality is None else self.quality
             encoder, decoder = rd_network(level, channels, pixels, self.preset, block_psnr)
-            config = dataclasses.replace(base, encoder=encoder, decoder=decoder)
+            crop_steps, refine_steps = effort_steps(base, pixels)
+            config = dataclasses.replace(
+                base,
+                encoder=encoder,
+                decoder=decoder,
+                steps=crop_steps + refine_steps,
+                refine_share=refine_steps / (crop_steps + refine_steps),
+            )
         updates = {
             name: getattr(self, name)
             for name in ("quality", "steps", "seconds", "seed", "slope")
@@ -447,8 +496,9 @@ class TrainingPhase:
     ``latent_learning_rate``, with the restoring network and the entropy model at
     ``learning_rate``; the latent is taken from the compressing network when the first such
     phase starts, and the best state is tracked afresh from there). ``share``: the phase's part of
-    the step and time budget (a run's shares add up to 1; each phase ends where the running sum
-    of shares does, so time or steps a phase leaves unused go to the next). ``quantizer``: the
+    the steps, ``time_share`` its part of a time budget when there is one (``None``: ``share``).
+    A run's shares add up to 1, and each phase ends where the running sum of shares does, so
+    steps or time a phase leaves unused go to the next. ``quantizer``: the
     rounding stand-in of the latent, ``"noise"`` (additive uniform noise) or ``"soft_round"``
     (soft rounding with noise at a temperature falling linearly from ``temperature[0]`` to
     ``temperature[1]`` before the hard part), followed by straight-through hard rounding over the
@@ -463,6 +513,7 @@ class TrainingPhase:
     learns: PhaseLearns
     share: float
     learning_rate: float
+    time_share: float | None = None
     latent_learning_rate: float = 0.0
     quantizer: PhaseQuantizer = "noise"
     temperature: tuple[float, float] | None = None
@@ -478,6 +529,7 @@ class TrainingPhase:
         ("data", 14),
         ("learns", 8),
         ("share", 5),
+        ("time", 4),
         ("lr", 7),
         ("latent lr", 9),
         ("quantizer", 15),
@@ -498,6 +550,8 @@ class TrainingPhase:
                 raise ConfigError(f"phase {self.name!r}: {what} must be one of {allowed}, not {value!r}")
         if not 0.0 < self.share <= 1.0 or not 0.0 <= self.hard_share <= 1.0:
             raise ConfigError(f"phase {self.name!r}: share must be in (0, 1] and hard_share in [0, 1]")
+        if self.time_share is not None and not 0.0 < self.time_share <= 1.0:
+            raise ConfigError(f"phase {self.name!r}: time_share must be in (0, 1]")
         if (self.quantizer == "soft_round") != (self.temperature is not None):
             raise ConfigError(f"phase {self.name!r}: soft_round needs a temperature, and only it")
         if self.learns == "latent" and (self.data != "image" or self.latent_learning_rate <= 0.0):
@@ -520,6 +574,7 @@ class TrainingPhase:
             data,
             self.learns,
             f"{self.share:.2f}",
+            f"{self.share if self.time_share is None else self.time_share:.2f}",
             f"{self.learning_rate:.1e}",
             latent_lr,
             quantizer,
@@ -559,6 +614,7 @@ def training_phases(config: CodecConfig) -> tuple[TrainingPhase, ...]:
         data="crops",
         learns="networks",
         share=1.0 - config.refine_share if refine else 1.0,
+        time_share=1.0 - config.refine_time_share if refine else 1.0,
         learning_rate=config.learning_rate,
         hard_share=0.0 if refine else config.hard_rounding_fraction,
         loss="squared_error",
@@ -573,6 +629,7 @@ def training_phases(config: CodecConfig) -> tuple[TrainingPhase, ...]:
         data="image",
         learns="latent",
         share=config.refine_share,
+        time_share=config.refine_time_share,
         learning_rate=config.refine_learning_rate,
         latent_learning_rate=config.refine_latent_lr,
         quantizer="noise" if config.soft_rounding is None else "soft_round",

@@ -24,6 +24,7 @@ from ..metrics import bpp as bits_per_pixel
 from ..metrics import psnr
 from ..settings import CodecConfig
 from .entropy_model import LatentEntropyModel
+from .optim import Adam
 from .quantize import quantize_latent, quantize_tensor
 from .result import EncodeResult, ProgressCallback
 from .train import FitResult, fit, rd_objective
@@ -81,9 +82,9 @@ def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 
     Why 50 steps: docs/decisions.md, "Final entropy tuning".
     """
     symbols = torch.from_numpy(latent.astype(np.float32))[None]
-    optimizer = torch.optim.Adam(entropy.parameters(), lr=0.05)
+    optimizer = Adam([(list(entropy.parameters()), 0.05)])
     for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         bits = entropy.bits(symbols)
         bits.backward()
         optimizer.step()
@@ -160,5 +161,6 @@ def encode(
         steps=result.steps,
         train_seconds=result.seconds,
         encode_seconds=time.perf_counter() - start,
+        planned_steps=config.steps,
+        stopped_by_time=result.stopped_by_time,
     )
-

@@ -19,7 +19,7 @@ class Progress:
     step: int
     steps: int
     seconds: float
-    budget_seconds: float
+    budget_seconds: float | None
     psnr: float
     bpp: float
     phase: str
@@ -39,3 +39,17 @@ class EncodeResult:
     steps: int
     train_seconds: float
     encode_seconds: float
+    #: The steps the settings asked for; fewer were done when a time budget ran out first.
+    planned_steps: int = 0
+    #: The time budget ended training before its steps were done: the file then depends on the
+    #: machine's speed and load.
+    stopped_by_time: bool = False
+
+    def time_budget_note(self) -> str | None:
+        """A line for the user when the time budget, not the steps, ended training, else None."""
+        if not self.stopped_by_time:
+            return None
+        return (
+            f"the time budget ended training after {self.steps} of {self.planned_steps} steps, "
+            "so another run may give a different file (drop --seconds for a reproducible one)"
+        )

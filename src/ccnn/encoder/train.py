@@ -5,8 +5,8 @@ The schedule is data: :func:`ccnn.settings.training_phases` turns a config into 
 small random crops, whose cheap steps beat whole-image passes at equal time, then a free latent
 on the whole image), and :class:`Trainer` runs them in order. The image is evaluated whole from
 time to time; the best whole-image state is kept, and a diverging run is rolled back to it. The
-run stops at ``steps`` or after ``seconds``, whichever comes first, and reports progress through
-a callback.
+run stops after ``steps`` (the effort: a seeded run gives the same file on any load), or earlier
+when a time budget ``seconds`` is given and runs out, and reports progress through a callback.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..format.spec import LatentMode
 from ..settings import DEVICES, CodecConfig, TrainingPhase, training_phases
 from .entropy_model import LatentEntropyModel
 from .model import CCNN
+from .optim import Adam
 from .quantize import add_noise, round_ste, saturate_byte, soft_round_noise
 from .result import Progress, ProgressCallback
 
@@ -43,6 +44,9 @@ class FitResult:
     latent: torch.Tensor
     steps: int
     seconds: float
+    #: Whether the time budget stopped training before its steps were done (the file then
+    #: depends on the machine's speed and load).
+    stopped_by_time: bool = False
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -134,21 +138,21 @@ def _crop_batch(x: torch.Tensor, size: int, count: int, rng: np.random.Generator
     return torch.cat([x[:, :, t : t + size, s : s + size] for t, s in zip(tops, lefts)], dim=0)
 
 
-def phase_ends(phases: Sequence[TrainingPhase]) -> tuple[float, ...]:
+def phase_ends(shares: Sequence[float]) -> tuple[float, ...]:
     """Where each phase ends, as a share of the whole budget: the running sum of the shares.
 
-    The last ends at exactly 1, so that rounding in the sum never leaves a step or a second
-    unspent; shares that do not add up to 1 are refused, since such a run would not be the
-    schedule that was asked for (or printed).
+    Used for the steps and, when there is one, the time budget. The last ends at exactly 1, so
+    that rounding in the sum never leaves a step or a second unspent; shares that do not add up
+    to 1 are refused, since such a run would not be the schedule that was asked for (or printed).
     """
-    if not phases:
+    if not shares:
         raise ValueError("a training schedule needs at least one phase")
-    total = math.fsum(phase.share for phase in phases)
+    total = math.fsum(shares)
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"the phases' shares add up to {total:g}, not 1")
     ends, running = [], 0.0
-    for phase in phases[:-1]:
-        running += phase.share
+    for share in shares[:-1]:
+        running += share
         ends.append(running)
     return (*ends, 1.0)
 
@@ -166,7 +170,7 @@ def soft_round_temperature(phase: TrainingPhase, fraction: float) -> float | Non
 
 
 def _set_learning_rates(
-    optimizer: torch.optim.Optimizer, rates: list[float], scale: float, done: int, fraction: float
+    optimizer: Adam, rates: list[float], scale: float, done: int, fraction: float
 ) -> None:
     """A 50-step warm-up, then a cosine decay to 5% of each base rate over the phase.
 
@@ -176,8 +180,7 @@ def _set_learning_rates(
     """
     warmup = min(1.0, (done + 1) / 50)
     cosine = 0.5 * (1 + math.cos(math.pi * fraction))
-    for group, base in zip(optimizer.param_groups, rates):
-        group["lr"] = base * scale * warmup * (0.05 + 0.95 * cosine)
+    optimizer.learning_rates = [base * scale * warmup * (0.05 + 0.95 * cosine) for base in rates]
 
 
 @dataclass(frozen=True)
@@ -311,16 +314,22 @@ class Trainer:
                 )
             )
 
-    def parameters(self, phase: TrainingPhase) -> tuple[list[torch.Tensor], list[float]]:
-        """(tensors that learn in ``phase``, the learning rate of each)."""
+    def parameter_groups(self, phase: TrainingPhase) -> list[tuple[list[torch.Tensor], float]]:
+        """The tensors that learn in ``phase``, grouped by their learning rate.
+
+        One optimizer group per rate (not per tensor), so that Adam updates each group's
+        tensors in one multi-tensor call: the networks are small, and per-tensor updates took a
+        third of a crop step.
+        """
         if phase.learns == "networks":
-            params = [*self.model.parameters(), *self.entropy.parameters()]
-            return params, [phase.learning_rate] * len(params)
+            return [([*self.model.parameters(), *self.entropy.parameters()], phase.learning_rate)]
         if self.latent is None:
             raise RuntimeError(f"phase {phase.name!r} learns the latent before it was freed")
         decoder = [*self.model.decoder_weights, *self.model.decoder_biases]
-        params = [self.latent, *decoder, *self.entropy.parameters()]
-        return params, [phase.latent_learning_rate] + [phase.learning_rate] * (len(params) - 1)
+        return [
+            ([self.latent], phase.latent_learning_rate),
+            ([*decoder, *self.entropy.parameters()], phase.learning_rate),
+        ]
 
     def batches(self, phase: TrainingPhase) -> Callable[[], torch.Tensor]:
         """What each step of ``phase`` trains on: random crops (a multiple of the latent's
@@ -344,8 +353,9 @@ class Trainer:
             self.model, self.entropy, latent, target, self.config, hard, squared_error, temperature
         )[0]
 
-    def run_phase(self, phase: TrainingPhase, end: float = 1.0) -> None:
-        """Train ``phase`` until the step count or the clock reaches ``end`` of the budget.
+    def run_phase(self, phase: TrainingPhase, end: float = 1.0, time_end: float = 1.0) -> None:
+        """Train ``phase`` until the step count reaches ``end`` of the steps, or the clock
+        ``time_end`` of the time budget when there is one.
 
         Adam under :func:`_set_learning_rates`' schedule, hard rounding over the last
         ``hard_share`` of the phase, a whole-image evaluation every ``eval_interval`` steps,
@@ -354,12 +364,14 @@ class Trainer:
         """
         if phase.learns == "latent" and self.latent is None:
             self.free_latent()
-        params, rates = self.parameters(phase)
+        parameter_groups = self.parameter_groups(phase)
+        params = [tensor for tensors, _ in parameter_groups for tensor in tensors]
+        rates = [rate for _, rate in parameter_groups]
         batch = self.batches(phase)
         steps = max(1, round(self.config.steps * end) - self.step)
-        seconds = max(self.config.seconds * end - self.elapsed(), 1e-3)
-        groups = [{"params": [p], "lr": lr} for p, lr in zip(params, rates)]
-        optimizer = torch.optim.Adam(groups)
+        budget = self.config.seconds
+        seconds = math.inf if budget is None else max(budget * time_end - self.elapsed(), 1e-3)
+        optimizer = Adam(parameter_groups)
         phase_start, first, lr_scale = time.perf_counter(), self.step, 1.0
         while True:
             done = self.step - first
@@ -369,25 +381,28 @@ class Trainer:
             hard = fraction >= 1.0 - phase.hard_share
             _set_learning_rates(optimizer, rates, lr_scale, done, fraction)
             loss = self.loss(phase, batch(), hard, fraction)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            torch.nn.utils.clip_grad_norm_(params, 5.0, foreach=True)
             optimizer.step()
             self.step += 1
             due = done > 0 and (done + 1) % phase.eval_interval == 0
             if not math.isfinite(loss.item()) or (due and self.diverged()):
                 self.restore_best()
-                optimizer = torch.optim.Adam(groups)
+                optimizer = Adam(parameter_groups)
                 lr_scale *= 0.5
             self.report(f"{phase.name}, hard rounding" if hard else phase.name)
 
     def run(self, phases: Sequence[TrainingPhase]) -> FitResult:
         """Run ``phases`` in order, each to its share of the budget; return the best state."""
-        ends = phase_ends(phases)
+        ends = phase_ends([phase.share for phase in phases])
+        time_ends = phase_ends(
+            [phase.share if phase.time_share is None else phase.time_share for phase in phases]
+        )
         self.evaluate()
         self.report("start")
-        for phase, end in zip(phases, ends):
-            self.run_phase(phase, end)
+        for phase, end, time_end in zip(phases, ends, time_ends):
+            self.run_phase(phase, end, time_end)
         if self.evaluate() > self.best.loss:
             self.restore_best()
         self.report("done")
@@ -399,6 +414,7 @@ class Trainer:
             latent=latent.cpu(),
             steps=self.step,
             seconds=self.elapsed(),
+            stopped_by_time=self.step < self.config.steps,
         )
 
 
@@ -410,7 +426,7 @@ def fit(
 ) -> FitResult:
     """Train a CCNN on ``pixels`` (uint8 H x W x C) under ``config``'s training phases.
 
-    For the rate-distortion presets two phases share the step and time budget (see
+    For the rate-distortion presets two phases share the steps (see
     :func:`ccnn.settings.training_phases`). The *crop* phase trains the compressing and
     restoring networks on random crops (many cheap steps). The *refine* phase (a share
     ``config.refine_share`` of the budget) then takes the compressing network's latent of the
