@@ -178,6 +178,7 @@ def test_pipes_bad_input_and_usage(tmp_path: Path) -> None:
         (("decompress", "-"), b"not a ccnn file", 1),
         (("compress", "-", "--preset", "fast", "--steps", "1"), b"hello", 1),
         (("decompress", "-", "--format", "nope"), b"x", 2),
+        (("decompress", "-", "--threads", "0"), b"x", 2),
     ):
         result = pipe(*args, data=data)
         lines = result.stderr.decode().strip().splitlines()

@@ -140,10 +140,11 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         source_path = Path(args.file)
         out = str(source_path.with_name(f"{source_path.stem}-ccnn.png"))
     suffix = _decompress_format(args, out)
+    threads = _decode_threads(args)
     _check_output(out, args.force, args.file)
     data = read_source(_input(args.file))
     start = time.perf_counter()
-    pixels = decompress(data, threads=_decode_threads(args))
+    pixels = decompress(data, threads=threads)
     seconds = time.perf_counter() - start
     # encode_image names the format by a file name's extension; a pipe has none of its own
     shown = "<stdout>" if out == STDIO else out
