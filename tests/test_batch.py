@@ -337,7 +337,7 @@ def test_usage_and_input_errors(folder: Path, tmp_path: Path, monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     capsys.readouterr()
     assert main(["batch", "compress", str(folder), out, "--ray"]) == 2
-    assert "pip install 'ccnn[ray]'" in capsys.readouterr().err
+    assert "pip install 'ccnn-codec[ray]'" in capsys.readouterr().err
     assert main(["batch", "compress", str(tmp_path / "missing"), out]) == 1
     (tmp_path / "empty").mkdir()
     assert main(["batch", "compress", str(tmp_path / "empty"), out]) == 1

@@ -1,6 +1,6 @@
 """ccnn batch --ray against a real Ray instance started by the test (skipped without Ray).
 
-Ray is an optional extra (pip install 'ccnn[ray]'); these tests start a local two-CPU
+Ray is an optional extra (pip install 'ccnn-codec[ray]'); these tests start a local two-CPU
 instance once for the module and check that the batch gives the bytes of a local run.
 """
 

@@ -10,9 +10,17 @@ import pytest
 from PIL import Image
 
 from ccnn import EncoderOptions
-from ccnn.bench.bdrate import Pchip, bd_psnr, bd_rate, quality_at_rate
+from ccnn.bench.bdrate import MIN_OVERLAP, Pchip, bd_psnr, bd_rate, overlap_share, quality_at_rate
 from ccnn.bench.codecs import CLASSICAL, CcnnCodec, Codec, JpegCodec, psnr_at_size
-from ccnn.bench.report import Curve, bd_row, bd_table, side_share_at_rate
+from ccnn.bench.report import (
+    NARROW_MARK,
+    Curve,
+    _anchor_lines,
+    bd_row,
+    bd_table,
+    narrow_overlaps,
+    side_share_at_rate,
+)
 from ccnn.bench.reproduce import Comparison, time_to_reach, verdict_extremes
 from ccnn.bench.run import BenchImage, measurement_key
 from ccnn.metrics import ms_ssim, ms_ssim_min_side, psnr
@@ -61,11 +69,13 @@ def test_pchip_is_monotone_and_integrates_exactly() -> None:
 
 def test_against_reference_implementations() -> None:
     from scipy import interpolate  # the oracles are in the dev extra: a missing one fails
+
     x, y = np.array([0, 1, 2.5, 3, 5, 7.0]), np.array([0, 2, 2.1, 5, 4, 9.0])
     ours, theirs = Pchip(x, y), interpolate.PchipInterpolator(x, y)
     assert max(abs(ours(v) - theirs(v)) for v in np.linspace(0, 7, 57)) < 1e-12
     assert ours.integrate(0.3, 6.1) == pytest.approx(theirs.integrate(0.3, 6.1), abs=1e-12)
     import bjontegaard
+
     rate2, psnr2 = [90, 170, 380, 700], [30.2, 33.1, 36.5, 39.0]
     rate1, psnr1 = [100, 200, 400, 800], [30.0, 33.0, 36.0, 39.0]
     assert bd_rate(rate1, psnr1, rate2, psnr2) == pytest.approx(
@@ -106,6 +116,44 @@ def test_bd_row_pivots_the_anchor_table_and_shares_read_off_like_psnr() -> None:
     assert side_share_at_rate(curves["a"], 0.5) is None  # no shares known
 
 
+def test_overlap_share_is_of_the_narrower_range() -> None:
+    assert overlap_share([20, 30, 40], [25, 35]) == pytest.approx(1.0)  # [25, 35] lies inside
+    assert overlap_share([20, 30], [25, 45]) == pytest.approx(0.5)  # 25-30 of 20-30
+    assert overlap_share([20, 30], [31, 40]) == 0.0
+    assert overlap_share([20], [20, 30]) is None
+    assert overlap_share([30, 20, float("nan")], [27.5, 22.5]) == pytest.approx(1.0)  # order, NaN
+
+
+def test_narrow_overlap_is_marked_and_warned() -> None:
+    """A BD-rate over a sliver of the curves is never shown without saying so."""
+    jpeg = _curve("jpeg", ANCHOR_RATE, ANCHOR_PSNR, [None] * 5)  # 24.0-38.5 dB
+    partly = _curve("part", [0.25, 0.5, 1.0, 2.0], [30.0, 33.0, 36.0, 44.0], [None] * 4)
+    # like fast on Kodak: 24.1-26.6 dB, inside JPEG's range, overlapping WIDE's from 25.0 only
+    ccnn = _curve("ccnn", [0.1, 0.2, 0.3], [24.1, 25.5, 26.6], [0.3, 0.2, 0.1])
+    wide = _curve("wide", [0.1, 0.2, 0.4, 0.8], [25.0, 28.0, 31.0, 34.0], [None] * 4)
+    curves = {"jpeg": jpeg, "wide": wide, "ccnn": ccnn, "part": partly}
+    rows = {row["codec"]: row for row in bd_table(curves, "jpeg")}
+    assert not rows["wide"]["narrow"] and rows["wide"]["overlap_share"] == pytest.approx(1.0)
+    assert not rows["ccnn"]["narrow"] and rows["ccnn"]["overlap_share"] == pytest.approx(1.0)
+    # part: 30-38.5 dB shared, of its own 14 dB range (narrower than JPEG's 14.5): 61%
+    assert rows["part"]["narrow"] and rows["part"]["overlap_share"] == pytest.approx(8.5 / 14)
+    assert MIN_OVERLAP > 8.5 / 14
+
+    table = "\n".join(_anchor_lines(curves))
+    part_line = next(line for line in table.splitlines() if line.startswith("| PART "))
+    assert part_line.count(NARROW_MARK) == 4 and "(61%" in part_line
+    assert NARROW_MARK not in next(line for line in table.splitlines() if line.startswith("| WIDE "))
+    assert f"{NARROW_MARK} The two curves share less than 75%" in table
+
+    notes = narrow_overlaps(curves)
+    assert any(n.startswith("PART against JPEG") and "61%" in n for n in notes), notes
+    # ccnn against every codec: WIDE shares 25.0-26.6 dB of ccnn's 24.1-26.6 (64%)
+    assert any(n.startswith("CCNN against WIDE") and "25.0–26.6 dB" in n and "64%" in n for n in notes)
+    assert not any("WIDE against JPEG" in n or "CCNN against JPEG" in n for n in notes)
+    assert not any("PART" in n and "CCNN" in n for n in notes)  # no overlap at all: no BD-rate, no note
+    assert len(notes) == len(set(notes)) == 2
+
+
 def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
@@ -128,6 +176,7 @@ def test_ms_ssim_sanity() -> None:
 def test_ms_ssim_matches_pytorch_msssim() -> None:
     torch = pytest.importorskip("torch")
     import pytorch_msssim as reference
+
     pixels = sample_crop(10, 30, 171, 203)  # odd sizes: the pooling pads
     decoded = _jpeg(pixels, 20)
 

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import ccnn.bench.report as report_module
 import ccnn.bench.reproduce as reproduce_module
 import ccnn.bench.run as run_module
-from ccnn.bench.codecs import HeifCodec
+from ccnn.bench.codecs import Codec, HeifCodec
+from ccnn.bench.report import Curve
 from ccnn.cli import main
 
 from .conftest import sample_crop
@@ -99,6 +101,62 @@ def test_bench_writes_everything_and_resumes(
     more = [a if a != "webp=20,50,80" else "webp=20,35,50,80" for a in changed]
     assert main(["bench", str(images), *more, "-o", str(out)]) == 0
     assert calls == ["webp"] * 2
+
+
+def test_bench_without_a_folder_uses_the_sample_and_writes_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Nothing that only makes sense inside the repository: the bundled sample, ./ccnn-bench/."""
+    monkeypatch.chdir(tmp_path)
+    titles: list[str] = []
+    real_plot = report_module.plot_curves
+
+    def plot(curves, path, title=""):  # type: ignore[no-untyped-def]
+        titles.append(title)
+        return real_plot(curves, path, title)
+
+    monkeypatch.setattr(report_module, "plot_curves", plot)
+    assert (
+        main(["bench", "--codecs", "jpeg,webp", "--qualities", "jpeg=30,70", "--qualities", "webp=50,90"])
+        == 0
+    )
+    out = tmp_path / "ccnn-bench"
+    assert (out / "report.md").exists() and (out / "results.csv").exists()
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert {r["image"] for r in rows} == {"sample"} and {r["width"] for r in rows} == {"256"}
+    assert "1 from the bundled sample" in (out / "report.md").read_text()
+    assert titles == ["1 image from the bundled sample"]
+    assert "BD-rate vs JPEG  WebP" in capsys.readouterr().out  # with the range it covers
+    assert (out / "rd.png").exists() == HAS_MATPLOTLIB
+
+
+def test_plot_titles_name_the_preset_and_the_folder_never_its_path(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    titles: list[str] = []
+    monkeypatch.setattr(report_module, "plot_curves", lambda curves, path, title="": titles.append(title))
+    args = ["bench", str(images), "--codecs", "ccnn", "--qualities", "1", "--preset", "fast"]
+    assert main([*args, "--steps", "2", "--threads", "1", "--quiet", "-o", str(tmp_path / "r")]) == 0
+    assert titles == [f"ccnn preset fast · 2 images from {images.name}"]
+    assert (
+        str(images.parent)
+        not in (tmp_path / "r" / "report.md").read_text().split("Made by")[1].split("\n", 2)[2]
+    )
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="needs matplotlib")
+def test_plot_has_a_log_bpp_panel_for_low_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.figure
+
+    saved: list[matplotlib.figure.Figure] = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: saved.append(self))
+    curve = Curve(Codec(name="jpeg", label="JPEG"), [1, 2, 3], [0.1, 0.4, 1.5], [25.0, 30.0, 36.0],
+                  [None] * 3, [0.0] * 3, [0.0] * 3, [])  # fmt: skip
+    assert report_module.plot_curves({"jpeg": curve}, tmp_path / "rd.png", "title")
+    axes = saved[0].axes
+    low = [axis for axis in axes if axis.get_xscale() == "log"]
+    assert len(low) == 1 and low[0].get_xlim() == pytest.approx(report_module.LOW_RATES)
+    assert saved[0]._suptitle.get_text() == "title"
 
 
 def test_bench_in_parallel(images: Path, tmp_path: Path) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import pty
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +21,7 @@ from PIL import Image
 
 import ccnn
 from ccnn.cli import main
+from ccnn.files import write_atomic, writes_in_place
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -121,18 +128,127 @@ def test_bad_option_values_are_one_line_usage_errors(tmp_path: Path, crop_png: P
     assert not Path(out).exists()
 
 
-def test_dash_is_refused_until_pipes_are_supported(tmp_path: Path, crop_png: Path) -> None:
-    (tmp_path / "-").write_bytes(b"not read")
-    for args in (("compress", str(crop_png), "-o", "-"), ("decompress", "-"), ("info", "-")):
-        result = subprocess.run(
-            [sys.executable, "-m", "ccnn.cli", *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-        )
-        assert result.returncode == 2 and "'-'" in result.stderr, args
-    assert (tmp_path / "-").read_bytes() == b"not read"
+def pipe(*args: str, data: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``ccnn`` with ``data`` on standard input and standard output captured as bytes."""
+    return subprocess.run(
+        [sys.executable, "-m", "ccnn.cli", *args], input=data, capture_output=True, cwd=cwd, timeout=300
+    )
+
+
+def test_pipes_compress_decompress_info(tmp_path: Path, crop_png: Path) -> None:
+    """``-`` reads standard input and ``-o -`` writes standard output; nothing else goes there."""
+    (tmp_path / "-").write_bytes(b"a file named '-' is not what '-' means")
+    encoded = pipe(
+        "compress",
+        "-",
+        "--preset",
+        "fast",
+        "--steps",
+        "5",
+        "--seed",
+        "1",
+        data=crop_png.read_bytes(),
+        cwd=tmp_path,
+    )
+    assert encoded.returncode == 0, encoded.stderr
+    assert ccnn.read_info(encoded.stdout).width == 96  # stdout holds the file and nothing else
+    assert b"<stdin> -> <stdout>" in encoded.stderr  # the summary went to stderr
+    same = pipe(
+        "compress", str(crop_png), "-o", "-", "--preset", "fast", "--steps", "5", "--seed", "1", "--quiet"
+    )
+    assert same.returncode == 0 and same.stdout == encoded.stdout and same.stderr == b""
+
+    decoded = pipe("decompress", "-", data=encoded.stdout)
+    assert decoded.returncode == 0 and decoded.stdout.startswith(b"\x89PNG")  # PNG by default
+    with Image.open(io.BytesIO(decoded.stdout)) as image:
+        assert np.array_equal(np.asarray(image), ccnn.decompress(encoded.stdout))
+    bmp = pipe("decompress", "-", "-o", "-", "--format", "bmp", "--quiet", data=encoded.stdout)
+    assert bmp.returncode == 0 and bmp.stdout.startswith(b"BM") and bmp.stderr == b""
+    jpeg = pipe("decompress", "-", "--format", "jpg", "--quiet", data=encoded.stdout)
+    assert jpeg.stdout.startswith(b"\xff\xd8") and b"lossy" in jpeg.stderr
+
+    info = pipe("info", "-", "--json", data=encoded.stdout)
+    assert info.returncode == 0 and json.loads(info.stdout)["width"] == 96
+    assert (tmp_path / "-").read_bytes().startswith(b"a file named")  # never read nor written
+
+
+def test_pipes_bad_input_and_usage(tmp_path: Path) -> None:
+    for args, data, code in (
+        (("info", "-"), b"", 1),
+        (("decompress", "-"), b"not a ccnn file", 1),
+        (("compress", "-", "--preset", "fast", "--steps", "1"), b"hello", 1),
+        (("decompress", "-", "--format", "nope"), b"x", 2),
+        (("decompress", "-", "--threads", "0"), b"x", 2),
+    ):
+        result = pipe(*args, data=data)
+        lines = result.stderr.decode().strip().splitlines()
+        assert result.returncode == code and result.stdout == b"", (args, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("ccnn: error:"), (args, lines)
+    assert "<stdin>" in pipe("info", "-", data=b"junk").stderr.decode()
+
+
+def test_pipes_refuse_a_terminal(tmp_path: Path, encoded: ccnn.EncodeResult) -> None:
+    """Binary data is never written to (or read from) a terminal: one line, exit 2."""
+    source = tmp_path / "x.ccnn"
+    source.write_bytes(encoded.data)
+    primary, secondary = pty.openpty()
+    try:
+        for args, stdin in (
+            (("decompress", str(source), "-o", "-"), subprocess.DEVNULL),
+            (("compress", "-", "-o", str(tmp_path / "y.ccnn")), secondary),
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "ccnn.cli", *args],
+                stdin=stdin,
+                stdout=secondary if stdin is subprocess.DEVNULL else subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                timeout=120,
+            )
+            lines = result.stderr.decode().strip().splitlines()
+            assert result.returncode == 2 and len(lines) == 1 and "terminal" in lines[0], (args, lines)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert not (tmp_path / "y.ccnn").exists()
+
+
+def test_outputs_that_are_not_regular_files_are_written_in_place(
+    tmp_path: Path, encoded: ccnn.EncodeResult, capsys
+) -> None:
+    """``-o /dev/null`` keeps the device (no rename over it, no --force needed); a FIFO gets the bytes."""
+    source = tmp_path / "x.ccnn"
+    source.write_bytes(encoded.data)
+    before = os.stat(os.devnull)
+    for force in ([], ["-f"]):
+        assert main(["decompress", str(source), "-o", os.devnull, "--quiet", *force]) == 0
+    after = os.stat(os.devnull)
+    assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert main(["decompress", str(source), "-o", str(fifo), "--format", "bmp", "--quiet"]) == 0
+    reader.join(timeout=60)
+    assert received and received[0].startswith(b"BM") and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    through_stdout = pipe("decompress", str(source), "-o", "/dev/stdout", "--quiet")
+    assert through_stdout.returncode == 0 and through_stdout.stdout.startswith(b"\x89PNG")
+
+
+def test_writes_in_place_only_for_what_a_rename_would_break(tmp_path: Path) -> None:
+    regular = tmp_path / "x.ccnn"
+    regular.write_bytes(b"old")
+    assert not writes_in_place(regular) and not writes_in_place(tmp_path / "new.ccnn")
+    assert not writes_in_place(tmp_path)
+    assert writes_in_place(os.devnull) and writes_in_place("/dev/stdout") and writes_in_place("/dev/fd/1")
+    with pytest.raises(ccnn.OutputExistsError):  # a regular file still needs force
+        write_atomic(regular, b"new")
+    assert regular.read_bytes() == b"old"
+    write_atomic(os.devnull, b"discarded")  # no force needed, nothing destroyed
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 def test_sigterm_stops_compress_like_ctrl_c(tmp_path: Path, crop_png: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -67,7 +70,68 @@ def test_api_accepts_path_pil_and_array(crop_png, crop: np.ndarray) -> None:
     with Image.open(crop_png) as image:
         from_pil = ccnn.compress(image, "fast", **options)
     from_array = ccnn.compress(crop, "fast", **options)
-    assert from_path == from_pil == from_array
+    png = crop_png.read_bytes()
+    from_bytes = ccnn.compress(png, "fast", **options)
+    from_view = ccnn.compress(memoryview(bytearray(png)), "fast", **options)
+    from_stream = ccnn.compress(io.BytesIO(png), "fast", **options)
+    with open(crop_png, "rb") as handle:
+        from_file = ccnn.compress(handle, "fast", **options)
+    from_string = ccnn.compress(str(crop_png), "fast", **options)
+    assert from_path == from_pil == from_array == from_bytes == from_view == from_stream == from_file
+    assert from_string == from_path
+
+
+def test_api_reads_ccnn_files_from_bytes_files_and_paths(tmp_path: Path, encoded: ccnn.EncodeResult) -> None:
+    path = tmp_path / "x.ccnn"
+    path.write_bytes(encoded.data)
+    with open(path, "rb") as handle:
+        sources = [encoded.data, bytearray(encoded.data), memoryview(encoded.data), path, str(path), handle]
+        for source in sources:
+            if source is handle:
+                handle.seek(0)
+            assert np.array_equal(ccnn.decompress(source), encoded.decoded), type(source)
+        handle.seek(0)
+        assert ccnn.read_info(handle).total_bytes == len(encoded.data)
+    assert ccnn.read_info(io.BytesIO(encoded.data)).total_bytes == len(encoded.data)
+    assert ccnn.read_info(str(path)).width == 96
+
+
+def test_api_input_errors_are_ccnn_errors(tmp_path: Path, crop_png: Path, encoded: ccnn.EncodeResult) -> None:
+    path = tmp_path / "x.ccnn"
+    path.write_bytes(encoded.data)
+    with open(path) as text, pytest.raises(ccnn.CCNNError, match="text mode"):
+        ccnn.decompress(text)
+    with pytest.raises(ccnn.CCNNError, match="no such file"):
+        ccnn.read_info(tmp_path / "missing.ccnn")
+    with pytest.raises(ccnn.CCNNError, match="give a path, bytes or a binary file object"):
+        ccnn.decompress(12345)  # type: ignore[arg-type]
+    with pytest.raises(ccnn.FormatError):
+        ccnn.decompress(crop_png.read_bytes())  # bytes are contents, never a file name
+    with pytest.raises(ccnn.ImageError, match="<bytes>: not an image"):
+        ccnn.compress(b"not an image", "fast", steps=1)
+    for threads in (0, -1, 1.5, True):
+        with pytest.raises(ccnn.ConfigError, match="threads"):
+            ccnn.decompress(encoded.data, threads=threads)  # type: ignore[arg-type]
+        with pytest.raises(ccnn.ConfigError, match="threads"):
+            ccnn.compress(crop_png, "fast", steps=1, threads=threads)  # type: ignore[arg-type]
+
+
+def test_threads_are_an_api_argument(crop: np.ndarray, encoded: ccnn.EncodeResult) -> None:
+    """Decoding gives the same pixels at any BLAS thread count; encoding's count is restored after."""
+    from threadpoolctl import threadpool_info
+
+    before = [pool["num_threads"] for pool in threadpool_info()]
+    for threads in (None, 1, 2, 3):
+        assert np.array_equal(ccnn.decompress(encoded.data, threads=threads), encoded.decoded), threads
+    assert [pool["num_threads"] for pool in threadpool_info()] == before
+    previous = torch.get_num_threads()
+    one = ccnn.compress(crop, "fast", steps=5, seed=2, threads=1)
+    assert torch.get_num_threads() == previous
+    torch.set_num_threads(1)
+    try:
+        assert one == ccnn.compress(crop, "fast", steps=5, seed=2)  # the same as the process at 1
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_same_seed_same_file(crop: np.ndarray) -> None:

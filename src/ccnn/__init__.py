@@ -6,18 +6,22 @@ The public API::
     pixels = ccnn.decompress(data)                                   # -> uint8 H x W x C array
     info = ccnn.read_info(data)                                      # -> sizes, network, bpp
 
+Images may be paths, bytes of an image file, binary file objects, PIL images or arrays; a
+``.ccnn`` file may be a path, bytes or a binary file object (:mod:`ccnn.sources`).
 Decoding (:func:`decompress`, :func:`read_info`) needs numpy and constriction only; torch is
 imported when something is first encoded.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .encoder.result import EncodeResult, Progress, ProgressCallback
-from .encoder.threads import require_torch
+from .encoder.threads import require_torch, torch_threads
 from .errors import CCNNError, ConfigError, FormatError, ImageError, LimitError, OutputExistsError
 from .format import FORMAT_VERSION, FileInfo
 from .format import decode as _decode
@@ -25,6 +29,7 @@ from .format import read_info as _read_info
 from .imageio import ImageLike, load_image
 from .metrics import block_mean_psnr
 from .settings import MAX_QUALITY, PRESETS, CodecConfig, EncoderOptions, Preset
+from .sources import Source, read_source
 
 __version__ = "0.1.0"
 
@@ -59,17 +64,22 @@ def compress_image(
     options: EncoderOptions | None = None,
     progress: ProgressCallback | None = None,
     device: str | None = None,
+    threads: int | None = None,
     **settings: Any,
 ) -> EncodeResult:
-    """Compress ``image`` (a path, a PIL image or a uint8 array) and return the bytes with measurements.
+    """Compress ``image`` and return the bytes with measurements.
 
-    The settings are those of :class:`EncoderOptions` (``quality``, ``steps``, ``seconds``,
-    ``seed``, ``ratio``, ``kernel``, ``slope``), given as keywords or as ``options``.
-    ``device`` only says where training runs.
+    ``image`` is a path, the bytes of an image file, a binary file object, a PIL image or a
+    uint8 array. The settings are those of :class:`EncoderOptions` (``quality``, ``steps``,
+    ``seconds``, ``seed``, ``ratio``, ``kernel``, ``slope``), given as keywords or as
+    ``options``. ``device`` and ``threads`` only say where training runs: ``threads`` sets
+    torch's threads for this call (None keeps the process's setting). On the CPU the thread
+    count changes how float sums split, so a seeded encode is reproducible at the same count.
     """
     require_torch()
     from .encoder.encode import encode  # torch: imported on the first encode only
 
+    _check_threads(threads)
     if options is None:
         options = EncoderOptions.create(preset, **settings)
     elif settings:
@@ -79,7 +89,8 @@ def compress_image(
         channels=pixels.shape[2], pixels=pixels.shape[0] * pixels.shape[1], block_psnr=block_mean_psnr(pixels)
     )
     try:
-        return encode(pixels, config, progress=progress, device=device)
+        with torch_threads(threads) if threads is not None else contextlib.nullcontext():
+            return encode(pixels, config, progress=progress, device=device)
     except MemoryError:
         raise CCNNError("out of memory while encoding") from None
     except RuntimeError as exc:  # torch reports a failed allocation as a RuntimeError
@@ -93,14 +104,41 @@ def compress(image: ImageLike, preset: Preset | str = Preset.DEFAULT, **options:
     return compress_image(image, preset, **options).data
 
 
-def decompress(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """Decode the bytes of a .ccnn file into a uint8 array of shape H x W x C (C is 1 or 3)."""
+def decompress(source: Source, *, threads: int | None = None) -> np.ndarray:
+    """Decode a .ccnn file into a uint8 array of shape H x W x C (C is 1 or 3).
+
+    ``source`` is the file's bytes, a binary file object or a path. ``threads`` caps the BLAS
+    threads of the restoring network's matrix products for this call (None keeps BLAS's own
+    setting, usually every core). The pixels are the same at any count: the products sum
+    integers exactly in float64. One thread is often the fastest on a busy machine.
+    """
+    _check_threads(threads)
+    data = read_source(source)
     try:
-        return _decode(bytes(data))
+        with _blas_threads(threads):
+            return _decode(data)
     except MemoryError:
         raise CCNNError("out of memory while decoding") from None
 
 
-def read_info(data: bytes | bytearray | memoryview) -> FileInfo:
-    """Header, network and byte breakdown of a .ccnn file, without decoding it."""
-    return _read_info(bytes(data))
+def read_info(source: Source) -> FileInfo:
+    """Header, network and byte breakdown of a .ccnn file (bytes, file object or path), not decoded."""
+    return _read_info(read_source(source))
+
+
+def _check_threads(threads: int | None) -> None:
+    """A thread count is a positive int (a bool or a float is refused, not rounded)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or None, not {threads!r}")
+
+
+@contextlib.contextmanager
+def _blas_threads(threads: int | None) -> Iterator[None]:
+    """Inside the block, BLAS (numpy's matrix products) uses at most ``threads`` threads."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits  # only when asked: it inspects the loaded libraries
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield

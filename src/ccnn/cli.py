@@ -19,12 +19,14 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
+from PIL import Image
+
 from . import __version__, compress_image, decompress, read_info
 from .batch.command import add_batch_command
 from .bench.cli import add_bench_commands
 from .demo import run_demo
 from .errors import CCNNError, ConfigError, FormatError
-from .files import check_writable, write_atomic
+from .files import check_writable, write_atomic, writes_in_place
 from .imageio import encode_image
 from .options import (
     TrainingProgress,
@@ -36,6 +38,7 @@ from .options import (
     set_threads,
 )
 from .settings import Preset
+from .sources import Source, read_source
 
 #: Output extensions whose format loses detail: decompressing to them re-encodes the pixels.
 LOSSY_SUFFIXES = frozenset(
@@ -43,65 +46,130 @@ LOSSY_SUFFIXES = frozenset(
 )
 
 
-def _path(name: str) -> Path:
-    """A file named on the command line; ``-`` (standard input or output) is not supported yet."""
-    if name == "-":
-        raise UsageError("'-' (standard input or output) is not supported; name a file")
-    return Path(name)
+#: The name of standard input (as an input) and standard output (as ``-o``), as in cwebp or cjxl.
+STDIO = "-"
+#: What ``decompress`` writes to standard output when ``--format`` does not say.
+DEFAULT_PIPE_FORMAT = "png"
 
 
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise CCNNError(f"{path}: no such file")
-    if path.is_dir():
-        raise CCNNError(f"{path}: is a directory")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CCNNError(f"{path}: cannot read ({exc.strerror})") from None
+def _input(name: str) -> Source:
+    """The input ``name`` as the API takes it: a path, or standard input's binary stream for ``-``."""
+    if name != STDIO:
+        return Path(name)
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("refusing to read binary data from a terminal: pipe a file into '-'")
+    return sys.stdin.buffer  # its name, <stdin>, is what messages about it say
+
+
+def _input_label(name: str) -> str:
+    return "<stdin>" if name == STDIO else name
+
+
+def _check_output(name: str, force: bool, source: str) -> None:
+    """Refuse early, before any long work: a terminal as standard output, or a file not to replace."""
+    if name == STDIO:
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write binary data to a terminal: redirect it or use -o FILE")
+        return
+    check_writable(Path(name), force, inputs=() if source == STDIO else (Path(source),))
+
+
+def _write_output(name: str, data: bytes, force: bool) -> None:
+    """Write ``data`` to the output ``name``: standard output for ``-``, else a file (files.py rules)."""
+    if name == STDIO:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    write_atomic(Path(name), data, force=force)
+
+
+def _summary(text: str, output: str) -> None:
+    """The one-line summary: on stderr when stdout carries the output, so that it stays clean."""
+    print(text, file=sys.stderr if output == STDIO else sys.stdout)
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
     set_threads(args)
-    source = _path(args.image)
-    out = _path(args.output) if args.output else source.with_suffix(".ccnn")
-    check_writable(out, args.force, inputs=(source,))
-    with TrainingProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
+    if args.output:
+        out = args.output
+    elif args.image == STDIO:
+        out = STDIO  # a filter, as gzip and zstd are: standard input to standard output
+    else:
+        out = str(Path(args.image).with_suffix(".ccnn"))
+    _check_output(out, args.force, args.image)
+    label = _input_label(args.image)
+    with TrainingProgress(f"compress {Path(label).name}", enabled=not args.quiet) as bar:
         result = compress_image(
-            source, options=encoder_options(args), progress=bar, device=device_option(args)
+            _input(args.image), options=encoder_options(args), progress=bar, device=device_option(args)
         )
-    write_atomic(out, result.data, force=args.force)
+    _write_output(out, result.data, args.force)
     note = result.time_budget_note()
     if note:
         print(f"ccnn: note: {note}", file=sys.stderr)
     height, width = result.decoded.shape[:2]
     if not args.quiet:
-        print(
-            f"{source} -> {out}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
-            f"PSNR {result.psnr:.2f} dB, {width}x{height}, "
-            f"{result.steps} steps, {result.encode_seconds:.1f} s"
+        _summary(
+            f"{label} -> {'<stdout>' if out == STDIO else out}: {len(result.data)} bytes, "
+            f"{result.bpp:.4f} bpp, PSNR {result.psnr:.2f} dB, {width}x{height}, "
+            f"{result.steps} steps, {result.encode_seconds:.1f} s",
+            out,
         )
     return 0
 
 
+def _decompress_format(args: argparse.Namespace, out: str) -> str:
+    """The output's image format as a file extension (``.png``): ``--format``, else ``-o``'s extension."""
+    if args.format:
+        suffix = "." + args.format.lower().lstrip(".")
+        Image.preinit()
+        if suffix not in Image.EXTENSION:
+            Image.init()
+        if suffix not in Image.EXTENSION:
+            raise UsageError(f"--format {args.format}: unknown image format (use png, bmp, tiff, ppm, ...)")
+        return suffix
+    suffix = Path(out).suffix.lower()
+    if out == STDIO or (not suffix and writes_in_place(out)):  # a pipe or a device has no extension
+        return "." + DEFAULT_PIPE_FORMAT
+    return suffix
+
+
 def cmd_decompress(args: argparse.Namespace) -> int:
-    source = _path(args.file)
-    out = _path(args.output) if args.output else source.with_name(f"{source.stem}-ccnn.png")
-    check_writable(out, args.force, inputs=(source,))
-    data = _read_bytes(source)
+    if args.output:
+        out = args.output
+    elif args.file == STDIO:
+        out = STDIO
+    else:
+        source_path = Path(args.file)
+        out = str(source_path.with_name(f"{source_path.stem}-ccnn.png"))
+    suffix = _decompress_format(args, out)
+    threads = _decode_threads(args)
+    _check_output(out, args.force, args.file)
+    data = read_source(_input(args.file))
     start = time.perf_counter()
-    pixels = decompress(data)
+    pixels = decompress(data, threads=threads)
     seconds = time.perf_counter() - start
-    write_atomic(out, encode_image(pixels, out), force=args.force)
-    if out.suffix.lower() in LOSSY_SUFFIXES:
-        print(f"ccnn: note: {out} is a lossy format: the decoded pixels were re-encoded", file=sys.stderr)
+    # encode_image names the format by a file name's extension; a pipe has none of its own
+    shown = "<stdout>" if out == STDIO else out
+    encoded = encode_image(pixels, Path(out).with_suffix(suffix) if out != STDIO else Path(shown + suffix))
+    _write_output(out, encoded, args.force)
+    if suffix in LOSSY_SUFFIXES:
+        print(f"ccnn: note: {shown} is a lossy format: the decoded pixels were re-encoded", file=sys.stderr)
     if not args.quiet:
-        print(f"{source} -> {out}: {pixels.shape[1]}x{pixels.shape[0]}, {seconds:.3f} s")
+        _summary(
+            f"{_input_label(args.file)} -> {shown}: {pixels.shape[1]}x{pixels.shape[0]}, {seconds:.3f} s", out
+        )
     return 0
 
 
+def _decode_threads(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, not {args.threads}")
+    return args.threads
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    info = read_info(_read_bytes(_path(args.file)))
+    info = read_info(_input(args.file))
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
         return 0
@@ -152,8 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     compress = commands.add_parser("compress", help="train on an image and write a .ccnn file")
-    compress.add_argument("image", help="input image (PNG, JPEG, BMP, TIFF, ...)")
-    compress.add_argument("-o", "--output", help="output .ccnn file (default: IMAGE with .ccnn)")
+    compress.add_argument("image", help="input image (PNG, JPEG, BMP, TIFF, ...); - reads standard input")
+    compress.add_argument(
+        "-o",
+        "--output",
+        help="output .ccnn file; - writes standard output (default: IMAGE with .ccnn, "
+        "standard output when IMAGE is -)",
+    )
     add_encoder_options(compress)
     add_threads_option(compress)
     compress.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
@@ -161,19 +234,33 @@ def build_parser() -> argparse.ArgumentParser:
     compress.set_defaults(func=cmd_compress)
 
     dec = commands.add_parser("decompress", help="decode a .ccnn file into an image")
-    dec.add_argument("file", help="input .ccnn file")
+    dec.add_argument("file", help="input .ccnn file; - reads standard input")
     dec.add_argument(
         "-o",
         "--output",
-        help="output image; format from the extension (default: FILE's name with -ccnn.png, "
-        "so that it cannot replace the original photo.png)",
+        help="output image; format from the extension; - writes standard output (default: FILE's "
+        "name with -ccnn.png, so that it cannot replace the original photo.png; standard output "
+        "when FILE is -)",
+    )
+    dec.add_argument(
+        "--format",
+        metavar="EXT",
+        help=f"output image format as an extension (png, bmp, tiff, ppm, ...), whatever -o's name "
+        f"(default: -o's extension; {DEFAULT_PIPE_FORMAT} on standard output)",
+    )
+    dec.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads for the restoring network (default: %(default)s; the pixels are the same "
+        "at any count, and more threads are slower on a busy machine)",
     )
     dec.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     dec.add_argument("--quiet", action="store_true", help="no summary")
     dec.set_defaults(func=cmd_decompress)
 
     info = commands.add_parser("info", help="show a .ccnn file's header and byte breakdown")
-    info.add_argument("file", help="input .ccnn file")
+    info.add_argument("file", help="input .ccnn file; - reads standard input")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
 
@@ -223,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ccnn: error: {exc}", file=sys.stderr)
         return 2
     except FormatError as exc:
-        print(f"ccnn: error: {getattr(args, 'file', '')}: {exc}", file=sys.stderr)
+        print(f"ccnn: error: {_input_label(getattr(args, 'file', ''))}: {exc}", file=sys.stderr)
         return 1
     except CCNNError as exc:
         print(f"ccnn: error: {exc}", file=sys.stderr)

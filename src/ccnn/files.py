@@ -2,21 +2,54 @@
 
 A reader never sees half a file, an interrupted run leaves nothing behind, and an existing
 file is replaced only when the caller asked for it.
+
+Outputs that are not regular files (``/dev/null``, ``/dev/stdout``, a FIFO, a terminal) are
+the exception: renaming a temporary over them would replace the device node or pipe itself
+(as root, ``/dev/null`` would become a plain file), so they are opened and written in place,
+and need no ``--force`` since writing to them destroys nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from .errors import CCNNError, OutputExistsError
 
+#: Paths that name an already open file of this process (its standard streams, its descriptors).
+_DESCRIPTOR_PATHS = ("/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/")
+
+
+def writes_in_place(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is written directly rather than through a temporary and a rename.
+
+    True for an existing output that is not a regular file (device, FIFO, socket) and for the
+    names of this process's own descriptors: ``/dev/stdout`` redirected to a file resolves to a
+    regular file, but renaming over it would replace the link in ``/dev``, not the output.
+    """
+    text = os.fspath(path)
+    if text.startswith(_DESCRIPTOR_PATHS):
+        return True
+    try:
+        mode = os.stat(text).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
 
 def check_writable(path: str | os.PathLike[str], force: bool, inputs: tuple[Path, ...] = ()) -> Path:
-    """Refuse early (before any long work) an output that exists or would replace an input."""
+    """Refuse early (before any long work) an output that exists or would replace an input.
+
+    An output written in place (see :func:`writes_in_place`) only has to be openable.
+    """
     out = Path(path)
+    if writes_in_place(out):
+        if not os.access(out, os.W_OK):
+            raise CCNNError(f"{out}: cannot write (permission denied)")
+        return out
     resolved = out.resolve()
     for source in inputs:
         if source.resolve() == resolved:
@@ -53,9 +86,13 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, force: bool = False)
     """Write ``data`` to ``path`` through a temporary file in the same directory.
 
     Without ``force`` the final step is a hard link, which fails if ``path`` appeared in the
-    meantime, so an existing file is never clobbered even by a concurrent writer.
+    meantime, so an existing file is never clobbered even by a concurrent writer. A device,
+    FIFO or descriptor path is written in place instead (:func:`writes_in_place`).
     """
     out = Path(path)
+    if writes_in_place(out):
+        write_in_place(out, data)
+        return out
     directory = out.parent if str(out.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
@@ -80,3 +117,18 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, force: bool = False)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
     return out
+
+
+def write_in_place(path: Path, data: bytes) -> None:
+    """Open ``path`` (which exists: a device, a FIFO, a descriptor) and write ``data`` into it.
+
+    No ``O_CREAT``, so nothing new appears in ``/dev``; a regular file reached through a
+    descriptor path (``-o /dev/stdout > out.ccnn``) is truncated as the shell's ``>`` would.
+    """
+    flags = os.O_WRONLY
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.stat(path).st_mode):
+            flags |= os.O_TRUNC
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

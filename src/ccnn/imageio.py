@@ -23,8 +23,11 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ImageError
 from .files import write_atomic
 from .format.spec import MAX_PIXELS, MAX_SIDE
+from .sources import Source, is_in_memory, read_source, source_name
 
-ImageLike = str | os.PathLike | Image.Image | np.ndarray
+#: An image to encode: a path, the bytes of an image file, a binary file object, a PIL image or an array.
+ImageLike = Source | Image.Image | np.ndarray
+
 
 def _check_size(width: int, height: int, source: str) -> None:
     if width < 1 or height < 1:
@@ -67,22 +70,26 @@ def _from_pil(image: Image.Image, source: str) -> np.ndarray:
 
 
 def load_image(image: ImageLike) -> np.ndarray:
-    """Return ``image`` (a path, a PIL image or an array) as uint8 H x W x C with C in {1, 3}."""
+    """Return ``image`` (see :data:`ImageLike`) as uint8 H x W x C with C in {1, 3}."""
     if isinstance(image, np.ndarray):
         return _from_array(image)
     if isinstance(image, Image.Image):
         return _from_pil(image, "image")
-    path = Path(image)
-    source = str(path)
-    if not path.exists():
-        raise ImageError(f"{source}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{source}: is a directory, not an image")
+    if is_in_memory(image):  # bytes or a file object: read once, opened from memory
+        source = source_name(image)
+        opened_from: Path | io.BytesIO = io.BytesIO(read_source(image, ImageError))
+    else:
+        path = opened_from = Path(image)  # type: ignore[arg-type]
+        source = str(path)
+        if not path.exists():
+            raise ImageError(f"{source}: no such file")
+        if path.is_dir():
+            raise ImageError(f"{source}: is a directory, not an image")
     try:
         with warnings.catch_warnings():
             # ccnn's own size limit speaks for large images, in one line (_check_size)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(opened_from) as opened:
                 _check_size(opened.width, opened.height, source)
                 frames = getattr(opened, "n_frames", 1)
                 if frames > 1:

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import ModuleType
 
 from ..errors import CCNNError
+from ..install import pip_hint
 from .work import Outcome, Task, run_task
 
 #: A task whose worker dies (killed, out of memory) is tried this many times in all.
@@ -28,7 +29,7 @@ MAX_ATTEMPTS = 3
 #: a large collection is not read into memory at once.
 QUEUE_PER_SLOT = 2
 
-RAY_INSTALL_HINT = "--ray needs Ray, an optional extra: pip install 'ccnn[ray]'"
+RAY_INSTALL_HINT = f"--ray needs Ray, an optional extra: {pip_hint('ray')}"
 
 Results = Iterator[tuple[Task, Outcome]]
 TaskFunction = Callable[[Task], Outcome]

@@ -13,7 +13,7 @@ from ..errors import CCNNError, ConfigError
 from ..options import add_device_option, add_encoder_options, device_option, encoder_options
 from ..paths import sample_path
 from .codecs import CLASSICAL, CODEC_NAMES, CcnnCodec, Codec
-from .report import RunInfo, bd_table, write_results
+from .report import NARROW_MARK, RunInfo, bd_table, narrow_overlaps, write_results
 from .reproduce import run_reproduce
 from .run import Cache, Outcome, Task, default_threads, execute, find_images, plan, progress_bar
 
@@ -152,7 +152,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     threads = codecs[0].threads if codecs else 1
     info = RunInfo(
         command="ccnn bench " + " ".join(shlex.quote(a) for a in args.argv),
-        images_dir=str(images_dir),
+        image_set=image_set_name(images_dir),
         jobs=args.jobs,
         threads=threads,
     )
@@ -161,13 +161,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not outcome.codecs:
         raise CCNNError("no codec could run (see the notes above)")
     curves = write_results(outcome, info, out_dir)
+    for note in narrow_overlaps(curves):  # even with --quiet: it changes what the numbers mean
+        print(f"ccnn bench: warning: {note}", file=sys.stderr)
     if not args.quiet:
         print(f"wrote {out_dir / 'report.md'}, {out_dir / 'rd.png'}, {out_dir / 'results.csv'} and JSONs")
         if "jpeg" in curves:
             for row in bd_table(curves, "jpeg"):
-                value = "—" if row["bd_rate"] is None else f"{row['bd_rate']:+.1f}%"
+                value = "—" if row["bd_rate"] is None else f"{row['bd_rate']:+.1f}% over {row['overlap']}"
+                if row["narrow"]:
+                    value += f" {NARROW_MARK} ({row['overlap_share']:.0%} of the narrower curve's range)"
                 print(f"  BD-rate vs JPEG  {curves[row['codec']].codec.label:<10} {value}")
     return 0
+
+
+def image_set_name(images: Path) -> str:
+    """How titles and reports name the images: the folder's (or file's) name, never its path."""
+    if images.resolve() == sample_path().resolve():
+        return "the bundled sample"
+    return images.resolve().name or "/"
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

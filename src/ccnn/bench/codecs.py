@@ -35,6 +35,7 @@ from .. import (
 )
 from ..errors import ConfigError
 from ..imageio import to_pil
+from ..install import pip_hint
 from ..metrics import psnr
 
 Quality = float
@@ -230,7 +231,7 @@ class HeifCodec(Codec):
         try:
             import pillow_heif
         except ImportError:
-            return "pillow-heif is not installed (pip install 'ccnn[bench]')"
+            return f"pillow-heif is not installed ({pip_hint('bench')})"
         return None if pillow_heif.libheif_info().get("HEIF") else "libheif has no HEVC encoder"
 
     def encode(self, pixels: np.ndarray, quality: Quality) -> bytes:
@@ -334,7 +335,7 @@ class JpegXlCodec(Codec):
         try:
             import imagecodecs
         except ImportError:
-            return "imagecodecs is not installed (pip install 'ccnn[bench]')"
+            return f"imagecodecs is not installed ({pip_hint('bench')})"
         return None if imagecodecs.JPEGXL.available else "imagecodecs was built without JPEG XL"
 
     def quality_label(self, quality: Quality) -> str:

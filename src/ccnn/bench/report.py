@@ -16,14 +16,18 @@ from typing import Any
 import numpy as np
 
 from ..files import write_atomic
-from .bdrate import bd_psnr, bd_rate, quality_at_rate
-from .codecs import Codec
+from .bdrate import MIN_OVERLAP, bd_psnr, bd_rate, overlap_share, quality_at_rate
+from .codecs import CcnnCodec, Codec
 from .run import Outcome
 
 #: Rates at which the report reads PSNR off each averaged curve.
 REPORT_BPPS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 #: The curves BD-rates are measured against, when present.
 ANCHORS: tuple[str, ...] = ("jpeg", "avif")
+#: Marks a BD figure whose curves overlap too little (:data:`ccnn.bench.bdrate.MIN_OVERLAP`).
+NARROW_MARK = "⚠"
+#: The plots' detail panel: the low rates where neural codecs differ most, on a log-bpp axis.
+LOW_RATES: tuple[float, float] = (0.05, 0.5)
 
 
 @dataclass(frozen=True)
@@ -151,14 +155,22 @@ def _fmt(value: float | None, spec: str, empty: str = "—") -> str:
 
 
 def bd_row(base: Curve, curve: Curve) -> dict[str, Any]:
-    """BD-rate (PSNR and MS-SSIM), BD-PSNR and PSNR overlap of ``curve`` against ``base``."""
+    """BD-rate (PSNR and MS-SSIM), BD-PSNR and PSNR overlap of ``curve`` against ``base``.
+
+    ``narrow`` is True when the curves share less than :data:`MIN_OVERLAP` of the narrower
+    one's PSNR range: the BD-rate then describes that sliver only, and must say so.
+    """
     ms_ok = all(v is not None for v in curve.ms_ssim_db + base.ms_ssim_db)
+    share = overlap_share(base.psnr, curve.psnr)
     return {
         "codec": curve.codec.name,
+        "anchor": base.codec.name,
         "bd_rate": bd_rate(base.bpp, base.psnr, curve.bpp, curve.psnr),
         "bd_psnr": bd_psnr(base.bpp, base.psnr, curve.bpp, curve.psnr),
         "bd_rate_ms_ssim": bd_rate(base.bpp, base.ms_ssim_db, curve.bpp, curve.ms_ssim_db) if ms_ok else None,
         "overlap": _overlap(base.psnr, curve.psnr),
+        "overlap_share": share,
+        "narrow": share is not None and share > 0 and share < MIN_OVERLAP,
     }
 
 
@@ -168,11 +180,55 @@ def bd_table(curves: dict[str, Curve], anchor: str) -> list[dict[str, Any]]:
 
 
 def _bd_cells(row: dict[str, Any]) -> str:
-    """A :func:`bd_row` as the cells after the codec's name in the report's BD tables."""
+    """A :func:`bd_row` as the cells after the codec's name in the report's BD tables.
+
+    A narrow overlap marks the BD figures and gives the shared share beside the range.
+    """
+    mark = f" {NARROW_MARK}" if row["narrow"] else ""
+    overlap = row["overlap"]
+    if row["overlap_share"] is not None and row["overlap_share"] > 0:
+        overlap += f" ({row['overlap_share']:.0%}{mark})"
     return (
-        f"| {_fmt(row['bd_rate'], '+.1f')}% | {_fmt(row['bd_psnr'], '+.2f')} dB "
-        f"| {_fmt(row['bd_rate_ms_ssim'], '+.1f')}% | {row['overlap']} |"
+        f"| {_fmt(row['bd_rate'], '+.1f')}%{mark} | {_fmt(row['bd_psnr'], '+.2f')} dB{mark} "
+        f"| {_fmt(row['bd_rate_ms_ssim'], '+.1f')}%{mark} | {overlap} |"
     )
+
+
+def narrow_overlap_note(row: dict[str, Any], curves: dict[str, Curve]) -> str:
+    """One line on a :func:`bd_row` whose curves overlap too little: which, where and how much."""
+    return (
+        f"{curves[row['codec']].codec.label} against {curves[row['anchor']].codec.label}: the curves "
+        f"overlap over {row['overlap']} only, {row['overlap_share']:.0%} of the narrower one's PSNR "
+        f"range (below {MIN_OVERLAP:.0%}), so the BD-rate describes that range only"
+    )
+
+
+def narrow_overlaps(curves: dict[str, Curve]) -> list[str]:
+    """:func:`narrow_overlap_note` for every pair the report compares whose overlap is narrow."""
+    rows = [row for anchor in ANCHORS if anchor in curves for row in bd_table(curves, anchor)]
+    for curve in _ours(curves):
+        rows += [bd_row(other, curve) for other in curves.values() if other is not curve]
+    notes: dict[frozenset[str], str] = {}
+    for row in rows:
+        if row["narrow"]:
+            notes.setdefault(frozenset((row["codec"], row["anchor"])), narrow_overlap_note(row, curves))
+    return list(notes.values())
+
+
+def _ours(curves: dict[str, Curve]) -> list[Curve]:
+    """The ccnn curves: those that know how much of their files is not latent."""
+    return [curve for curve in curves.values() if any(v is not None for v in curve.side_share)]
+
+
+def _narrow_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The note under a BD table that has marked rows."""
+    if not any(row["narrow"] for row in rows):
+        return []
+    return [
+        "",
+        f"{NARROW_MARK} The two curves share less than {MIN_OVERLAP:.0%} of the narrower one's PSNR "
+        "range: the figure averages over that part only and does not describe the whole curves.",
+    ]
 
 
 def side_share_at_rate(curve: Curve, target: float) -> float | None:
@@ -198,7 +254,8 @@ class RunInfo:
     """How the run was made, for the report's header."""
 
     command: str
-    images_dir: str
+    #: The image set's name for titles and the header: a folder's name, never a machine's path.
+    image_set: str
     jobs: int
     threads: int
     cpu: str = ""
@@ -223,7 +280,7 @@ def _header_lines(outcome: Outcome, info: RunInfo) -> list[str]:
         "",
         f"Made by `{info.command}`.",
         "",
-        f"- Images: {len(outcome.images)} from `{info.images_dir}` ({', '.join(sizes)}), "
+        f"- Images: {len(outcome.images)} from {info.image_set} ({', '.join(sizes)}), "
         "measured per image, averaged per quality point (CompressAI convention).",
         "- Rate: whole file, bpp = 8 x bytes / (H x W). "
         "PSNR-RGB on 8-bit RGB; MS-SSIM-RGB as pytorch-msssim.",
@@ -285,8 +342,10 @@ def _anchor_lines(curves: dict[str, Curve]) -> list[str]:
             "Negative BD-rate: fewer bits for the same quality.",
         )
         lines += _bd_table_head("codec")
-        for row in bd_table(curves, anchor):
+        rows = bd_table(curves, anchor)
+        for row in rows:
             lines.append(f"| {curves[row['codec']].codec.label} " + _bd_cells(row))
+        lines += _narrow_lines(rows)
     return lines
 
 
@@ -306,8 +365,10 @@ def _against_every_codec_lines(curves: dict[str, Curve], ours: list[Curve]) -> l
             "The same measure with each codec in turn as the anchor. Negative: ccnn needs fewer bits.",
         )
         lines += _bd_table_head("against")
-        for other in others:
-            lines.append(f"| {other.codec.label} " + _bd_cells(bd_row(other, curve)))
+        rows = [bd_row(other, curve) for other in others]
+        for other, row in zip(others, rows):
+            lines.append(f"| {other.codec.label} " + _bd_cells(row))
+        lines += _narrow_lines(rows)
     return lines
 
 
@@ -381,8 +442,12 @@ def write_report(
     outcome: Outcome, curves: dict[str, Curve], info: RunInfo, path: Path, plot: str | None
 ) -> str:
     """report.md: settings, BD tables, PSNR at fixed rates, averaged curves and timings."""
-    ours = [curve for curve in curves.values() if any(v is not None for v in curve.side_share)]
-    lines = _header_lines(outcome, info) + _codec_lines(outcome, curves, plot)
+    ours = _ours(curves)
+    lines = _header_lines(outcome, info)
+    warnings = narrow_overlaps(curves)
+    if warnings:  # before any table, so that no BD-rate is read without it
+        lines += ["## Warnings", ""] + [f"- {NARROW_MARK} {note}." for note in warnings] + [""]
+    lines += _codec_lines(outcome, curves, plot)
     lines += _anchor_lines(curves) + _against_every_codec_lines(curves, ours)
     lines += _fixed_rate_lines(curves) + _side_share_lines(ours)
     lines += ["", "## Averaged curves"]
@@ -393,37 +458,66 @@ def write_report(
     return text
 
 
+def plot_title(outcome: Outcome, image_set: str) -> str:
+    """The plots' title: the ccnn preset(s) measured and the image set (a name, not a path)."""
+    presets = sorted({c.encoder.preset.value for c in outcome.codecs if isinstance(c, CcnnCodec)})
+    images = f"{len(outcome.images)} image{'s' if len(outcome.images) != 1 else ''} from {image_set}"
+    return f"ccnn preset {', '.join(presets)} · {images}" if presets else images
+
+
 def plot_curves(curves: dict[str, Curve], path: Path, title: str = "") -> bool:
-    """rd.png: PSNR-RGB and MS-SSIM-RGB (dB) against bpp; False when matplotlib is missing."""
+    """rd.png: PSNR-RGB against bpp (0-3 bpp, and 0.05-0.5 bpp on a log axis) and MS-SSIM-RGB (dB).
+
+    The low-rate panel is where per-image neural codecs differ most from classical ones and
+    where a linear axis squeezes the curves into its first tenth. False when matplotlib is missing.
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         return False
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    figure, (full, low, ms_axis) = plt.subplots(1, 3, figsize=(19, 5.4))
     limit = 3.0
+    low_psnr: list[float] = []
     for curve in curves.values():
         if not curve.bpp:
             continue
         order = np.argsort(curve.bpp)
         x = np.asarray(curve.bpp)[order]
+        psnr = np.asarray(curve.psnr)[order]
         shown = x <= limit * 1.05
         style = {"marker": "o", "markersize": 3, "linewidth": 2.2 if curve.codec.name == "ccnn" else 1.4}
-        axes[0].plot(x[shown], np.asarray(curve.psnr)[order][shown], label=curve.codec.label, **style)
+        full.plot(x[shown], psnr[shown], label=curve.codec.label, **style)
+        low.plot(x, psnr, label=curve.codec.label, **style)
+        inside = (x >= LOW_RATES[0] / 1.2) & (x <= LOW_RATES[1] * 1.2)
+        low_psnr += psnr[inside].tolist()
         ms = curve.ms_ssim_db
         if all(v is not None for v in ms):
-            axes[1].plot(
+            ms_axis.plot(
                 x[shown], np.asarray(ms, dtype=float)[order][shown], label=curve.codec.label, **style
             )
-    axes[0].set_ylabel("PSNR-RGB (dB)")
-    axes[1].set_ylabel("MS-SSIM-RGB (dB, -10 log10(1 - MS-SSIM))")
-    for axis in axes:
-        axis.set_xlabel("bits per pixel (whole file)")
+    full.set_ylabel("PSNR-RGB (dB)")
+    low.set_ylabel("PSNR-RGB (dB)")
+    ms_axis.set_ylabel("MS-SSIM-RGB (dB, -10 log10(1 - MS-SSIM))")
+    for axis in (full, ms_axis):
         axis.set_xlim(0, limit)
+    low.set_xscale("log")
+    low.set_xlim(*LOW_RATES)
+    ticks = [0.05, 0.1, 0.2, 0.3, 0.5]
+    low.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    low.xaxis.set_minor_formatter(NullFormatter())  # no "4x10^-1" between the labelled rates
+    if low_psnr:
+        low.set_ylim(min(low_psnr) - 0.5, max(low_psnr) + 0.5)
+    low.set_title(f"low rates, {LOW_RATES[0]:g}–{LOW_RATES[1]:g} bpp (log scale)")
+    for axis, label in ((full, "bits per pixel (whole file)"), (low, "bits per pixel (whole file, log)"),
+                        (ms_axis, "bits per pixel (whole file)")):  # fmt: skip
+        axis.set_xlabel(label)
         axis.grid(True, alpha=0.3)
-        axis.legend(loc="lower right")
+        if axis.get_legend_handles_labels()[0]:  # MS-SSIM may have no curve
+            axis.legend(loc="lower right")
     if title:
         figure.suptitle(title)
     figure.tight_layout()
@@ -442,6 +536,6 @@ def write_results(outcome: Outcome, info: RunInfo, out_dir: Path) -> dict[str, C
     for name, curve in curves.items():
         text = json.dumps(compressai_json(curve), indent=2) + "\n"
         write_atomic(out_dir / f"{name}.json", text.encode(), force=True)
-    plotted = plot_curves(curves, out_dir / "rd.png", f"{len(outcome.images)} images from {info.images_dir}")
+    plotted = plot_curves(curves, out_dir / "rd.png", plot_title(outcome, info.image_set))
     write_report(outcome, curves, info, out_dir / "report.md", "rd.png" if plotted else None)
     return curves
