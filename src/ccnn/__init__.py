@@ -12,6 +12,7 @@ imported when something is first encoded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,17 @@ from .errors import CCNNError, ConfigError, FormatError, ImageError, LimitError,
 from .format import FORMAT_VERSION, FileInfo
 from .format import decode as _decode
 from .format import read_info as _read_info
-from .imageio import ImageLike, load_image
+from .imageio import ImageLike, read_image, split_alpha
 from .metrics import block_mean_psnr
-from .settings import MAX_QUALITY, PRESETS, CodecConfig, EncoderOptions, Preset
+from .settings import (
+    MAX_QUALITY,
+    METADATA_DEFAULT,
+    PRESETS,
+    CodecConfig,
+    EncoderOptions,
+    Preset,
+    metadata_kinds,
+)
 
 __version__ = "0.1.0"
 
@@ -59,13 +68,16 @@ def compress_image(
     options: EncoderOptions | None = None,
     progress: ProgressCallback | None = None,
     device: str | None = None,
+    metadata: str | Iterable[str] = METADATA_DEFAULT,
     **settings: Any,
 ) -> EncodeResult:
     """Compress ``image`` (a path, a PIL image or a uint8 array) and return the bytes with measurements.
 
     The settings are those of :class:`EncoderOptions` (``quality``, ``steps``, ``seconds``,
     ``seed``, ``ratio``, ``kernel``, ``slope``), given as keywords or as ``options``.
-    ``device`` only says where training runs.
+    ``device`` only says where training runs. ``metadata`` says which of the image's ICC
+    profile, EXIF and XMP travel in the file (``"all"``, ``"none"``, or kinds such as
+    ``"icc,exif"``); an alpha channel is always kept.
     """
     require_torch()
     from .encoder.encode import encode  # torch: imported on the first encode only
@@ -74,12 +86,15 @@ def compress_image(
         options = EncoderOptions.create(preset, **settings)
     elif settings:
         raise ConfigError("give the settings either as options= or as keywords, not both")
-    pixels = load_image(image)
+    loaded = read_image(image, metadata_kinds(metadata))
+    pixels, alpha = split_alpha(loaded.pixels)
     config = options.resolve(
         channels=pixels.shape[2], pixels=pixels.shape[0] * pixels.shape[1], block_psnr=block_mean_psnr(pixels)
     )
     try:
-        return encode(pixels, config, progress=progress, device=device)
+        return encode(
+            pixels, config, progress=progress, device=device, alpha=alpha, metadata=loaded.metadata
+        )
     except MemoryError:
         raise CCNNError("out of memory while encoding") from None
     except RuntimeError as exc:  # torch reports a failed allocation as a RuntimeError
@@ -94,7 +109,11 @@ def compress(image: ImageLike, preset: Preset | str = Preset.DEFAULT, **options:
 
 
 def decompress(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """Decode the bytes of a .ccnn file into a uint8 array of shape H x W x C (C is 1 or 3)."""
+    """Decode the bytes of a .ccnn file into a uint8 array of shape H x W x C.
+
+    C is 1 (gray), 3 (RGB), or 2 and 4 when the image has alpha (its last channel). The
+    metadata (ICC profile, EXIF, XMP) is in :func:`read_info`'s ``metadata``.
+    """
     try:
         return _decode(bytes(data))
     except MemoryError:

@@ -14,10 +14,11 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__, compress_image, decompress, read_info
 from .batch.command import add_batch_command
@@ -25,7 +26,7 @@ from .bench.cli import add_bench_commands
 from .demo import run_demo
 from .errors import CCNNError, ConfigError, FormatError
 from .files import check_writable, write_atomic
-from .imageio import encode_image
+from .imageio import ConversionWarning, encode_image
 from .options import (
     TrainingProgress,
     UsageError,
@@ -35,7 +36,7 @@ from .options import (
     encoder_options,
     set_threads,
 )
-from .settings import Preset
+from .settings import METADATA_CHOICES, METADATA_DEFAULT, Preset
 
 #: Output extensions whose format loses detail: decompressing to them re-encodes the pixels.
 LOSSY_SUFFIXES = frozenset(
@@ -68,7 +69,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     check_writable(out, args.force, inputs=(source,))
     with TrainingProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
         result = compress_image(
-            source, options=encoder_options(args), progress=bar, device=device_option(args)
+            source,
+            options=encoder_options(args),
+            progress=bar,
+            device=device_option(args),
+            metadata=args.metadata or METADATA_DEFAULT,
         )
     write_atomic(out, result.data, force=args.force)
     height, width = result.decoded.shape[:2]
@@ -89,7 +94,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     pixels = decompress(data)
     seconds = time.perf_counter() - start
-    write_atomic(out, encode_image(pixels, out), force=args.force)
+    write_atomic(out, encode_image(pixels, out, read_info(data).metadata), force=args.force)
     if out.suffix.lower() in LOSSY_SUFFIXES:
         print(f"ccnn: note: {out} is a lossy format: the decoded pixels were re-encoded", file=sys.stderr)
     if not args.quiet:
@@ -108,6 +113,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"format        ccnn version {info.version}")
     print(
         f"image         {info.width}x{info.height}, {info.channels} channel{'s' if info.channels > 1 else ''}"
+        f"{' and alpha' if info.alpha else ''}"
     )
     print(
         f"latent        {spec.latent_channels} channels at stride {spec.latent_stride} ({spec.latent_mode}"
@@ -119,6 +125,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("weights", info.weight_bytes),
         ("entropy", info.entropy_bytes),
         ("latent", info.latent_bytes),
+        *((("alpha", info.alpha_bytes),) if info.alpha else ()),
+        *((kind.upper(), size) for kind, size in info.metadata_bytes.items() if size),
     ):
         print(f"{name:<13} {size:>9} bytes  {100.0 * size / total:5.1f}%")
     print(f"{'total':<13} {total:>9} bytes  {info.bpp:.4f} bpp")
@@ -151,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     compress = commands.add_parser("compress", help="train on an image and write a .ccnn file")
     compress.add_argument("image", help="input image (PNG, JPEG, BMP, TIFF, ...)")
     compress.add_argument("-o", "--output", help="output .ccnn file (default: IMAGE with .ccnn)")
+    compress.add_argument(
+        "--metadata",
+        action="append",
+        metavar="KINDS",
+        help=f"metadata to keep: {', '.join(METADATA_CHOICES)}, or a comma list; repeatable "
+        f"(default: {METADATA_DEFAULT}; the bytes count in the file's size)",
+    )
     add_encoder_options(compress)
     add_threads_option(compress)
     compress.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
@@ -210,11 +225,23 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_show_warning = warnings.showwarning
+
+
+def _show_note(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """ccnn's notes (a 16-bit input coded at 8 bits, ...) as one line: ``ccnn: note: ...``."""
+    if issubclass(category, ConversionWarning):
+        print(f"ccnn: note: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, *args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _show_note
             return int(args.func(args) or 0)
     except (ConfigError, UsageError) as exc:
         print(f"ccnn: error: {exc}", file=sys.stderr)
