@@ -32,6 +32,7 @@ def build(
     flags = bitstream.FLAG_LATENT_CONTEXT if context else 0
     header = bitstream._FIXED.pack(height, width, channels, 1, flags, 0.5, latent_channels, len(layers))
     header += b"".join(bitstream._LAYER.pack(*layer) for layer in layers)
+    header += bitstream._OPTIONAL.pack(0)  # version 5: no optional sections
     group = bitstream._WEIGHT_EXPONENT.pack(0) + bitstream._GROUP.pack(0.0, 1.0, weight, weight)
     weights = group * (2 * len(layers))
     lo, hi = (-1, 1) if context else (1, 1)

@@ -31,13 +31,8 @@ def test_modes(tmp_path) -> None:
 
 
 def test_refusals(tmp_path) -> None:
-    rgb = np.zeros((4, 4, 3), np.uint8)
-    transparent = Image.fromarray(np.dstack([rgb, np.full((4, 4), 7, np.uint8)]), "RGBA")
-    with pytest.raises(ImageError, match="transparency"):
-        load_image(_save(tmp_path, transparent, "t.png"))
-    deep = Image.fromarray(np.full((4, 4), 1000, np.uint16))
-    with pytest.raises(ImageError, match="not supported"):
-        load_image(_save(tmp_path, deep, "d.png"))
+    with pytest.raises(ImageError, match="mode CMYK is not supported"):
+        load_image(_save(tmp_path, Image.new("CMYK", (4, 4)), "c.tif"))
     (tmp_path / "n.png").write_bytes(b"this is not an image")
     with pytest.raises(ImageError, match="not an image"):
         load_image(tmp_path / "n.png")

@@ -108,3 +108,29 @@ def test_encoding_without_torch_says_what_is_missing(tmp_path: Path) -> None:
     assert result.stderr.startswith("ccnn: error: encoding needs torch")
     assert len(result.stderr.splitlines()) == 1
     assert not out.exists()
+
+
+def test_version_5_alpha_and_metadata_without_torch(tmp_path: Path) -> None:
+    """A version 5 file's alpha plane and metadata come back through the CLI and Pillow, torch blocked."""
+    source = DATA / "v5-fast-rgba-meta.ccnn"
+    out = tmp_path / "back.png"
+    result = _run_without_torch(
+        f"""
+        from PIL import Image
+        import ccnn.pillow
+        from ccnn.cli import main
+        assert main(["decompress", {str(source)!r}, "-o", {str(out)!r}, "--quiet"]) == 0
+        with Image.open({str(source)!r}) as image:
+            assert image.mode == "RGBA", image.mode
+            assert image.info["icc_profile"].startswith(b"made-up ICC")
+            assert image.getexif()[0x010F] == "ccn"
+            image.load()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((DATA / "golden.json").read_text())
+    with Image.open(out) as image:
+        assert image.mode == "RGBA" and image.info["icc_profile"].startswith(b"made-up ICC")
+        pixels = np.asarray(image)
+    digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+    assert digest == manifest[source.stem]["pixels_sha256"]

@@ -15,7 +15,7 @@ imported when something is first encoded.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,9 +26,17 @@ from .errors import CCNNError, ConfigError, FormatError, ImageError, LimitError,
 from .format import FORMAT_VERSION, FileInfo
 from .format import decode as _decode
 from .format import read_info as _read_info
-from .imageio import ImageLike, load_image
+from .imageio import ImageLike, read_image, split_alpha
 from .metrics import block_mean_psnr
-from .settings import MAX_QUALITY, PRESETS, CodecConfig, EncoderOptions, Preset
+from .settings import (
+    MAX_QUALITY,
+    METADATA_DEFAULT,
+    PRESETS,
+    CodecConfig,
+    EncoderOptions,
+    Preset,
+    metadata_kinds,
+)
 from .sources import Source, read_source
 
 __version__ = "0.1.0"
@@ -65,6 +73,7 @@ def compress_image(
     progress: ProgressCallback | None = None,
     device: str | None = None,
     threads: int | None = None,
+    metadata: str | Iterable[str] = METADATA_DEFAULT,
     **settings: Any,
 ) -> EncodeResult:
     """Compress ``image`` and return the bytes with measurements.
@@ -75,6 +84,8 @@ def compress_image(
     ``options``. ``device`` and ``threads`` only say where training runs: ``threads`` sets
     torch's threads for this call (None keeps the process's setting). On the CPU the thread
     count changes how float sums split, so a seeded encode is reproducible at the same count.
+    ``metadata`` says which of the image's ICC profile, EXIF and XMP travel in the file
+    (``"all"``, ``"none"``, or kinds such as ``"icc,exif"``); an alpha channel is always kept.
     """
     require_torch()
     from .encoder.encode import encode  # torch: imported on the first encode only
@@ -84,13 +95,16 @@ def compress_image(
         options = EncoderOptions.create(preset, **settings)
     elif settings:
         raise ConfigError("give the settings either as options= or as keywords, not both")
-    pixels = load_image(image)
+    loaded = read_image(image, metadata_kinds(metadata))
+    pixels, alpha = split_alpha(loaded.pixels)
     config = options.resolve(
         channels=pixels.shape[2], pixels=pixels.shape[0] * pixels.shape[1], block_psnr=block_mean_psnr(pixels)
     )
     try:
         with torch_threads(threads) if threads is not None else contextlib.nullcontext():
-            return encode(pixels, config, progress=progress, device=device)
+            return encode(
+                pixels, config, progress=progress, device=device, alpha=alpha, metadata=loaded.metadata
+            )
     except MemoryError:
         raise CCNNError("out of memory while encoding") from None
     except RuntimeError as exc:  # torch reports a failed allocation as a RuntimeError
@@ -105,8 +119,10 @@ def compress(image: ImageLike, preset: Preset | str = Preset.DEFAULT, **options:
 
 
 def decompress(source: Source, *, threads: int | None = None) -> np.ndarray:
-    """Decode a .ccnn file into a uint8 array of shape H x W x C (C is 1 or 3).
+    """Decode a .ccnn file into a uint8 array of shape H x W x C.
 
+    C is 1 (gray), 3 (RGB), or 2 and 4 when the image has alpha (its last channel). The
+    metadata (ICC profile, EXIF, XMP) is in :func:`read_info`'s ``metadata``.
     ``source`` is the file's bytes, a binary file object or a path. ``threads`` caps the BLAS
     threads of the restoring network's matrix products for this call (None keeps BLAS's own
     setting, usually every core). The pixels are the same at any count: the products sum

@@ -14,10 +14,11 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from PIL import Image
 
@@ -27,7 +28,7 @@ from .bench.cli import add_bench_commands
 from .demo import run_demo
 from .errors import CCNNError, ConfigError, FormatError
 from .files import check_writable, write_atomic, writes_in_place
-from .imageio import encode_image
+from .imageio import ConversionWarning, encode_image
 from .options import (
     TrainingProgress,
     UsageError,
@@ -37,7 +38,7 @@ from .options import (
     encoder_options,
     set_threads,
 )
-from .settings import Preset
+from .settings import METADATA_CHOICES, METADATA_DEFAULT, Preset
 from .sources import Source, read_source
 
 #: Output extensions whose format loses detail: decompressing to them re-encodes the pixels.
@@ -101,7 +102,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     label = _input_label(args.image)
     with TrainingProgress(f"compress {Path(label).name}", enabled=not args.quiet) as bar:
         result = compress_image(
-            _input(args.image), options=encoder_options(args), progress=bar, device=device_option(args)
+            _input(args.image),
+            options=encoder_options(args),
+            progress=bar,
+            device=device_option(args),
+            metadata=args.metadata or METADATA_DEFAULT,
         )
     _write_output(out, result.data, args.force)
     note = result.time_budget_note()
@@ -151,7 +156,8 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     # encode_image names the format by a file name's extension; a pipe has none of its own
     shown = "<stdout>" if out == STDIO else out
-    encoded = encode_image(pixels, Path(out).with_suffix(suffix) if out != STDIO else Path(shown + suffix))
+    target = Path(out).with_suffix(suffix) if out != STDIO else Path(shown + suffix)
+    encoded = encode_image(pixels, target, read_info(data).metadata)
     _write_output(out, encoded, args.force)
     if suffix in LOSSY_SUFFIXES:
         print(f"ccnn: note: {shown} is a lossy format: the decoded pixels were re-encoded", file=sys.stderr)
@@ -179,6 +185,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"format        ccnn version {info.version}")
     print(
         f"image         {info.width}x{info.height}, {info.channels} channel{'s' if info.channels > 1 else ''}"
+        f"{' and alpha' if info.alpha else ''}"
     )
     print(
         f"latent        {spec.latent_channels} channels at stride {spec.latent_stride} ({spec.latent_mode}"
@@ -190,6 +197,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("weights", info.weight_bytes),
         ("entropy", info.entropy_bytes),
         ("latent", info.latent_bytes),
+        *((("alpha", info.alpha_bytes),) if info.alpha else ()),
+        *((kind.upper(), size) for kind, size in info.metadata_bytes.items() if size),
     ):
         print(f"{name:<13} {size:>9} bytes  {100.0 * size / total:5.1f}%")
     print(f"{'total':<13} {total:>9} bytes  {info.bpp:.4f} bpp")
@@ -226,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         help="output .ccnn file; - writes standard output (default: IMAGE with .ccnn, "
         "standard output when IMAGE is -)",
+    )
+    compress.add_argument(
+        "--metadata",
+        action="append",
+        metavar="KINDS",
+        help=f"metadata to keep: {', '.join(METADATA_CHOICES)}, or a comma list; repeatable "
+        f"(default: {METADATA_DEFAULT}; the bytes count in the file's size)",
     )
     add_encoder_options(compress)
     add_threads_option(compress)
@@ -300,11 +316,23 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_show_warning = warnings.showwarning
+
+
+def _show_note(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """ccnn's notes (a 16-bit input coded at 8 bits, ...) as one line: ``ccnn: note: ...``."""
+    if issubclass(category, ConversionWarning):
+        print(f"ccnn: note: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, *args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _show_note
             return int(args.func(args) or 0)
     except (ConfigError, UsageError) as exc:
         print(f"ccnn: error: {exc}", file=sys.stderr)

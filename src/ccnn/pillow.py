@@ -11,8 +11,11 @@
 
 Opening reads the header only (:func:`ccnn.read_info`, which also checks the whole file's
 structure and checksum); the pixels are decoded on ``load()``. A damaged file raises ``OSError``
-with ccnn's message. Saving accepts the settings of :class:`ccnn.EncoderOptions` and ``preset``
-as keywords; Pillow's own keywords are ignored.
+with ccnn's message. An image with alpha opens as ``LA`` or ``RGBA``; its ICC profile, EXIF and
+XMP are in ``info["icc_profile"]``, ``info["exif"]`` (so ``getexif()`` works) and ``info["xmp"]``.
+Saving accepts the settings of :class:`ccnn.EncoderOptions`, ``preset`` and ``metadata``
+(``"all"``, ``"none"`` or kinds, as ``ccnn compress --metadata``) as keywords; the image's
+``info`` is the metadata saved. Pillow's other keywords are ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from PIL import Image, ImageFile
 from . import compress_image, decompress, read_info
 from .errors import CCNNError, ConfigError, ImageError
 from .format.container import MAGIC
+from .imageio import EXIF_PREFIX
 from .settings import EncoderOptions, option_infos
 
 FORMAT = "CCNN"
@@ -58,8 +62,16 @@ class CCNNImageFile(ImageFile.ImageFile):
             # the magic matched, so no other plugin will read it: say what is wrong with it
             raise OSError(f"cannot read ccnn file: {exc}") from None
         self._size = (info.width, info.height)
-        self._mode = "L" if info.channels == 1 else "RGB"
+        self._mode = ("L" if info.channels == 1 else "RGB") + ("A" if info.alpha else "")
         self.info["ccnn_version"] = info.version
+        # where Pillow's own plugins put them, so that getexif() and save(icc_profile=...) work
+        metadata = info.metadata
+        if metadata.icc:
+            self.info["icc_profile"] = metadata.icc
+        if metadata.exif:
+            self.info["exif"] = EXIF_PREFIX + metadata.exif
+        if metadata.xmp:
+            self.info["xmp"] = metadata.xmp
         tile = (DECODER, (0, 0, *self.size), 0, None)
         tile_type = getattr(ImageFile, "_Tile", None)  # Pillow >= 11 names the fields
         self.tile = [tile_type(*tile) if tile_type is not None else tile]
@@ -91,7 +103,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     try:
-        result = compress_image(im, options=options)
+        result = compress_image(im, options=options, metadata=params.get("metadata") or "all")
     except ImageError as exc:
         raise OSError(f"cannot write image as {FORMAT}: {exc}") from None
     except CCNNError as exc:

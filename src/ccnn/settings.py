@@ -14,13 +14,14 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_type_hints
 
 import numpy as np
 
 from .errors import ConfigError
-from .format.spec import DecoderSpec, LatentMode, LayerSpec, TextEnum
+from .format.spec import METADATA_KINDS, DecoderSpec, LatentMode, LayerSpec, TextEnum
 
 #: Rate-distortion trade-off per quality level (level 1 gives the smallest files): the loss is
 #: bpp - slope * PSNR, the slope being what one dB is worth in bits per pixel, so every image
@@ -236,6 +237,11 @@ def _rd(
 #: Where training may run (``auto``: CUDA when present); the file decodes on any CPU either way.
 DEVICES = ("auto", "cpu", "cuda")
 
+#: Which metadata of the input travels into the file (``--metadata``, ``metadata=``): by
+#: default all of it, as avifenc does, since a photo without its ICC profile shows other
+#: colours and one without its EXIF loses its date and camera. The bytes count in the rate.
+METADATA_DEFAULT = "all"
+METADATA_CHOICES = ("all", "none", *METADATA_KINDS)
 
 #: The rate-distortion presets' effort: training steps in all, and of them the whole-image
 #: phase's (the rest train on crops). Calibrated so that a Kodak image (768x512) with the
@@ -268,6 +274,28 @@ def effort_steps(config: CodecConfig, pixels: int | None) -> tuple[int, int]:
         scale = min(max(NETWORK_REFERENCE_PIXELS / max(pixels, 1), low), high)
         refine_steps = max(1, round(refine_steps * scale))
     return crop_steps, refine_steps
+
+def metadata_kinds(value: str | Iterable[str] | None = METADATA_DEFAULT) -> frozenset[str]:
+    """The metadata kinds that ``value`` selects: ``all``, ``none``, a kind, a comma list, or several.
+
+    ``--metadata icc --metadata exif`` and ``--metadata icc,exif`` mean the same; ``none``
+    alone selects nothing, and ``all`` wins over anything named beside it.
+    """
+    if value is None:
+        value = METADATA_DEFAULT
+    words = [value] if isinstance(value, str) else list(value)
+    names = [name.strip().lower() for word in words for name in str(word).split(",") if name.strip()]
+    unknown = [name for name in names if name not in METADATA_CHOICES]
+    if unknown or not names:
+        raise ConfigError(
+            f"metadata must be {', '.join(METADATA_CHOICES)} or a comma list of kinds, "
+            f"not {(unknown or [''])[0]!r}"
+        )
+    if "all" in names:
+        return frozenset(METADATA_KINDS)
+    if "none" in names and len(set(names)) > 1:
+        raise ConfigError(f"metadata 'none' cannot go with other kinds ({', '.join(names)})")
+    return frozenset(name for name in names if name != "none")
 
 
 class Preset(TextEnum):

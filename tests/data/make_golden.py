@@ -67,16 +67,28 @@ ENTRIES: dict[str, dict] = {
         version=3, commit="6946ba7", preset="default", crop=(96, 128, 64, 96), steps=300, quality=9
     ),
     # version 4: cross-channel context term, int8 context parameters
-    "v4-paper-rgb": dict(version=4, commit=None, preset="paper", crop=(64, 96, 48, 64), steps=300),
-    "v4-fast-rgb": dict(version=4, commit=None, preset="fast", crop=(64, 96, 48, 64), steps=300),
-    "v4-fast-odd-rgb": dict(version=4, commit=None, preset="fast", crop=(40, 60, 66, 90), steps=300),
-    "v4-fast-gray": dict(version=4, commit=None, preset="fast", crop=(64, 96, 48, 64), steps=300, gray=True),
+    "v4-paper-rgb": dict(version=4, commit="150e05b", preset="paper", crop=(64, 96, 48, 64), steps=300),
+    "v4-fast-rgb": dict(version=4, commit="150e05b", preset="fast", crop=(64, 96, 48, 64), steps=300),
+    "v4-fast-odd-rgb": dict(version=4, commit="150e05b", preset="fast", crop=(40, 60, 66, 90), steps=300),
+    "v4-fast-gray": dict(
+        version=4, commit="150e05b", preset="fast", crop=(64, 96, 48, 64), steps=300, gray=True
+    ),
     # quality 9 on a 64x96 crop is quality 3's network; the crop is detailed (block-mean PSNR
     # 16.2 dB < 20), so the default preset picks the stride-4 `fine` network
     "v4-default-fine-rgb": dict(
-        version=4, commit=None, preset="default", crop=(96, 128, 64, 96), steps=300, quality=9
+        version=4, commit="150e05b", preset="default", crop=(96, 128, 64, 96), steps=300, quality=9
+    ),
+    # version 5: optional sections; a soft-edged alpha mask and made-up ICC, EXIF and XMP
+    "v5-fast-rgba-meta": dict(
+        version=5, commit=None, preset="fast", crop=(64, 96, 48, 64), steps=300, alpha=True, metadata=True
     ),
 }
+#: The metadata of entries with ``metadata``: ccnn does not interpret it, so any bytes do
+#: (the EXIF is a TIFF structure with one tag, Make = "ccn").
+ICC = b"made-up ICC profile " * 8
+EXIF = b"II*\x00\x08\x00\x00\x00\x01\x00\x0f\x01\x02\x00\x04\x00\x00\x00ccn\x00\x00\x00\x00\x00"
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+
 SEED = 1
 
 
@@ -88,11 +100,26 @@ def pixels_sha256(pixels: np.ndarray) -> str:
     return sha256(np.ascontiguousarray(pixels).tobytes())
 
 
-def crop_of(entry: dict) -> np.ndarray:
+def alpha_mask(height: int, width: int) -> np.ndarray:
+    """A soft-edged disc: transparent outside, opaque inside, a four-pixel ramp between."""
+    y, x = np.mgrid[:height, :width]
+    distance = np.hypot(y - height / 2, x - width / 2) - min(height, width) / 3
+    return np.clip(128 - 64 * distance, 0, 255).astype(np.uint8)
+
+
+def crop_of(entry: dict) -> np.ndarray | Image.Image:
+    """The entry's pixels: an array, or a PIL image when it carries alpha or metadata."""
     top, left, height, width = entry["crop"]
     with Image.open(SAMPLE) as image:
         rgb = image.convert("RGB")
     rgb = rgb.crop((left, top, left + width, top + height))
+    if entry.get("alpha") or entry.get("metadata"):
+        image = rgb
+        if entry.get("alpha"):
+            image = Image.fromarray(np.dstack([np.asarray(rgb), alpha_mask(height, width)]), "RGBA")
+        if entry.get("metadata"):
+            image.info.update(icc_profile=ICC, exif=EXIF, xmp=XMP)
+        return image
     if entry.get("gray"):
         return np.ascontiguousarray(np.asarray(rgb.convert("L"))[:, :, None])
     return np.ascontiguousarray(np.asarray(rgb))
@@ -135,6 +162,7 @@ def make(name: str, entry: dict, commit: str, dirty: bool) -> dict:
         "width": info.width,
         "height": info.height,
         "channels": info.channels,
+        "alpha": info.alpha,
         "bytes": len(data),
         "file_sha256": sha256(data),
         "pixels_sha256": pixels_sha256(decoded),
@@ -149,6 +177,8 @@ def make(name: str, entry: dict, commit: str, dirty: bool) -> dict:
             "seed": SEED,
             "crop": {"top": top, "left": left, "height": height, "width": width},
             "gray": bool(entry.get("gray")),
+            "alpha": bool(entry.get("alpha")),
+            "metadata": bool(entry.get("metadata")),
             "torch": torch.__version__,
             "constriction": importlib.metadata.version("constriction"),
         },

@@ -90,8 +90,9 @@ def _compress(task: Task) -> Outcome:
 def _decompress(task: Task) -> Outcome:
     start = time.perf_counter()
     pixels = decompress(task.data)
-    data = encode_image(pixels, PurePosixPath(task.output_name))
-    return Outcome(data, bpp=read_info(task.data).bpp, seconds=time.perf_counter() - start)
+    info = read_info(task.data)
+    data = encode_image(pixels, PurePosixPath(task.output_name), info.metadata)
+    return Outcome(data, bpp=info.bpp, seconds=time.perf_counter() - start)
 
 
 def run_task(task: Task) -> Outcome:

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from ..format import container
+from ..format.alpha import encode_alpha
 from ..format.decode import decode
 from ..format.entropy import GroupModel, encode_groups, encode_latent, estimate_bits, weight_model
 from ..format.exact import restore_exact
-from ..format.spec import QuantizedTensor
+from ..format.spec import Metadata, QuantizedTensor
 from ..metrics import bpp as bits_per_pixel
 from ..metrics import psnr
 from ..settings import CodecConfig
@@ -110,8 +111,14 @@ def encode(
     config: CodecConfig,
     progress: ProgressCallback | None = None,
     device: str | None = None,
+    alpha: np.ndarray | None = None,
+    metadata: Metadata | None = None,
 ) -> EncodeResult:
-    """Compress uint8 H x W x C ``pixels`` into the bytes of a .ccnn file."""
+    """Compress uint8 H x W x C ``pixels`` (C is 1 or 3) into the bytes of a .ccnn file.
+
+    ``alpha`` (uint8 H x W) is coded losslessly beside the pixels and ``metadata`` stored as
+    it is; both count in the file's size and bpp. The PSNR is that of the colour channels.
+    """
     start = time.perf_counter()
     height, width, channels = pixels.shape
     spec = config.decoder_spec()
@@ -150,13 +157,15 @@ def encode(
         latent_models=tuple(latent_models),
         latent_context=latent_context,
         latent_data=latent_data,
+        alpha_data=None if alpha is None else encode_alpha(alpha),
+        metadata=metadata or Metadata(),
     )
     data = container.pack(contents)
     decoded = decode(data)
     return EncodeResult(
         data=data,
         decoded=decoded,
-        psnr=psnr(pixels, decoded),
+        psnr=psnr(pixels, decoded[:, :, :channels]),
         bpp=bits_per_pixel(len(data), height, width),
         steps=result.steps,
         train_seconds=result.seconds,

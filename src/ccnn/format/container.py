@@ -5,8 +5,9 @@ Layout (all integers little-endian; the full specification is docs/format.md)::
     magic      4 bytes  b"CCNN"
     version    u8       FORMAT_VERSION
     hdr_len    u16      length of the header fields that follow
-    header     hdr_len  image size, pixel mode and the restoring network (see HEADER)
+    header     hdr_len  image size, pixel mode, the restoring network, optional sections (v5)
     3 sections          tag u8 | length u32 | payload; tags 1 weights, 2 entropy, 3 latent
+    0-4 sections        version 5, as the header's last byte says: 4 alpha, 5 ICC, 6 EXIF, 7 XMP
     crc32      u32      zlib.crc32 of every byte before it
 
 Parsing runs no network and allocates nothing that depends on a size before every field has
@@ -17,31 +18,47 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import FormatError, LimitError
 from .entropy import CONTEXT_PARAMETERS, MAX_CONTEXT_LEVELS, GroupModel, context_from_ints, context_to_ints
 from .exact import input_margin
-from .spec import MAX_PIXELS, MAX_SIDE, DecoderSpec, LatentMode, LayerSpec
+from .spec import MAX_PIXELS, MAX_SIDE, METADATA_KINDS, DecoderSpec, LatentMode, LayerSpec, Metadata
 
 MAGIC = b"CCNN"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Versions this reader decodes: version 1 is version 2 without the spatial-context flag,
-#: version 2 is version 3 with one context level that the file does not state, and version 3
+#: version 2 is version 3 with one context level that the file does not state, version 3
 #: is version 4 without the cross-channel term of the context model (three parameters per
-#: pattern instead of four; it reads as g = 0).
-READABLE_VERSIONS = (1, 2, 3, 4)
+#: pattern instead of four; it reads as g = 0), and version 4 is version 5 without optional
+#: sections (no alpha, no metadata) and without the header byte that lists them.
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
+#: The first version with optional sections (alpha plane, ICC, EXIF, XMP).
+OPTIONAL_SECTIONS_VERSION = 5
 
 SECTION_WEIGHTS = 1
 SECTION_ENTROPY = 2
 SECTION_LATENT = 3
+SECTION_ALPHA = 4
+#: Metadata sections by kind, in file order (tags 5, 6, 7).
+SECTION_METADATA = {kind: SECTION_ALPHA + 1 + i for i, kind in enumerate(METADATA_KINDS)}
 SECTION_NAMES = {
     SECTION_WEIGHTS: "decoder weights",
     SECTION_ENTROPY: "entropy model",
     SECTION_LATENT: "latent",
+    SECTION_ALPHA: "alpha",
+    **{tag: kind.upper() for kind, tag in SECTION_METADATA.items()},
 }
+#: Optional sections (version 5): bit ``tag - 4`` of the header's last byte says the section is there.
+OPTIONAL_SECTIONS = (SECTION_ALPHA, *SECTION_METADATA.values())
+#: Longest metadata section (ICC profile, EXIF or XMP packet) a reader accepts, in bytes. Real
+#: ones are kilobytes (JPEG caps EXIF at 64 KiB; large ICC profiles and XMP with an editing
+#: history reach a few MiB).
+MAX_METADATA_BYTES = 1 << 24
+#: How an EXIF section must start: a TIFF header, little- or big-endian.
+EXIF_HEADERS = (b"II*\x00", b"MM\x00*")
 
 #: Latent modes by their number in the header.
 LATENT_MODES = (LatentMode.BYTE, LatentMode.INTEGER)
@@ -76,6 +93,7 @@ _SECTION = struct.Struct("<BI")
 _GROUP = struct.Struct("<eehh")
 _WEIGHT_EXPONENT = struct.Struct("<b")
 _CONTEXT_LEVELS = struct.Struct("<B")
+_OPTIONAL = struct.Struct("<B")
 _CRC = struct.Struct("<I")
 
 
@@ -93,6 +111,8 @@ class CCNNFile:
     latent_models: tuple[GroupModel, ...]
     latent_context: np.ndarray | None  # (levels, latent channels, CONTEXT_PARAMETERS)
     latent_data: bytes
+    alpha_data: bytes | None = None  # the alpha section's payload (ccnn.format.alpha), if any
+    metadata: Metadata = field(default_factory=Metadata)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -117,10 +137,30 @@ class FileInfo:
     weight_bytes: int
     entropy_bytes: int
     latent_bytes: int
+    alpha_bytes: int = 0  # 0: no alpha plane (the image is opaque)
+    metadata: Metadata = field(default_factory=Metadata)
+
+    @property
+    def alpha(self) -> bool:
+        """Whether the image has an alpha plane: decoding gives LA or RGBA."""
+        return self.alpha_bytes > 0
+
+    @property
+    def metadata_bytes(self) -> dict[str, int]:
+        """Bytes of each metadata kind in the file (0 when absent), in section order."""
+        present = self.metadata.present()
+        return {kind: len(present.get(kind, b"")) for kind in METADATA_KINDS}
 
     @property
     def total_bytes(self) -> int:
-        return self.header_bytes + self.weight_bytes + self.entropy_bytes + self.latent_bytes
+        return (
+            self.header_bytes
+            + self.weight_bytes
+            + self.entropy_bytes
+            + self.latent_bytes
+            + self.alpha_bytes
+            + sum(self.metadata_bytes.values())
+        )
 
     @property
     def bpp(self) -> float:
@@ -136,6 +176,7 @@ class FileInfo:
             "width": self.width,
             "height": self.height,
             "channels": self.channels,
+            "alpha": self.alpha,
             "latent_mode": self.spec.latent_mode.value,
             "latent_channels": self.spec.latent_channels,
             "latent_stride": self.spec.latent_stride,
@@ -150,6 +191,8 @@ class FileInfo:
                 "decoder_weights": self.weight_bytes,
                 "entropy_model": self.entropy_bytes,
                 "latent": self.latent_bytes,
+                "alpha": self.alpha_bytes,
+                **self.metadata_bytes,
                 "total": self.total_bytes,
             },
             "bpp": self.bpp,
@@ -176,6 +219,8 @@ def pack(contents: CCNNFile) -> bytes:
         spec.latent_channels,
         len(spec.layers),
     ) + b"".join(_LAYER.pack(s.channels, s.kernel, s.stride) for s in spec.layers)
+    optional = _optional_payloads(contents)
+    header += _OPTIONAL.pack(sum(1 << (tag - SECTION_ALPHA) for tag in optional))
     weights = (
         b"".join(
             _WEIGHT_EXPONENT.pack(exp) + _pack_group(model)
@@ -196,9 +241,24 @@ def pack(contents: CCNNFile) -> bytes:
         (SECTION_WEIGHTS, weights),
         (SECTION_ENTROPY, entropy),
         (SECTION_LATENT, contents.latent_data),
+        *optional.items(),
     ):
         body += _SECTION.pack(tag, len(payload)) + payload
     return body + _CRC.pack(zlib.crc32(body))
+
+
+def _optional_payloads(contents: CCNNFile) -> dict[int, bytes]:
+    """The optional sections of ``contents`` by tag, in file order, checked as a reader would."""
+    optional: dict[int, bytes] = {}
+    if contents.alpha_data is not None:
+        optional[SECTION_ALPHA] = contents.alpha_data
+    for kind, value in contents.metadata.present().items():
+        if len(value) > MAX_METADATA_BYTES:
+            raise ValueError(f"{kind} metadata of {len(value)} bytes (at most {MAX_METADATA_BYTES})")
+        if kind == "exif" and value[:4] not in EXIF_HEADERS:
+            raise ValueError("EXIF must be a TIFF structure (no Exif\\0\\0 prefix)")
+        optional[SECTION_METADATA[kind]] = value
+    return optional
 
 
 def _split(data: bytes) -> tuple[int, bytes, dict[int, bytes]]:
@@ -222,14 +282,28 @@ def _split(data: bytes) -> tuple[int, bytes, dict[int, bytes]]:
     if offset > len(data):
         raise FormatError("file is truncated (incomplete header)")
     header = data[_PREFIX.size : offset]
+    expected_tags = [SECTION_WEIGHTS, SECTION_ENTROPY, SECTION_LATENT]
+    if version >= OPTIONAL_SECTIONS_VERSION:
+        if not header:
+            raise FormatError("file is corrupted (header too short)")
+        listed = header[-1]
+        if listed >> len(OPTIONAL_SECTIONS):
+            raise LimitError(f"header lists unknown optional sections {listed:#x}")
+        expected_tags += [tag for tag in OPTIONAL_SECTIONS if listed & (1 << (tag - SECTION_ALPHA))]
     sections: dict[int, bytes] = {}
-    for expected in (SECTION_WEIGHTS, SECTION_ENTROPY, SECTION_LATENT):
+    for expected in expected_tags:
         if offset + _SECTION.size > len(data):
             raise FormatError(f"file is truncated (missing {SECTION_NAMES[expected]} section)")
         tag, length = _SECTION.unpack_from(data, offset)
         if tag != expected:
             raise FormatError(f"file is corrupted (expected section {expected}, found {tag})")
         offset += _SECTION.size
+        # lengths are checked before anything is sliced: a hostile length costs nothing
+        if expected in SECTION_METADATA.values() and length > MAX_METADATA_BYTES:
+            raise LimitError(
+                f"file claims {length} bytes of {SECTION_NAMES[expected]} metadata "
+                f"(at most {MAX_METADATA_BYTES})"
+            )
         if offset + length > len(data):
             raise FormatError(f"file is truncated (in the {SECTION_NAMES[expected]} section)")
         sections[tag] = data[offset : offset + length]
@@ -241,7 +315,22 @@ def _split(data: bytes) -> tuple[int, bytes, dict[int, bytes]]:
     (stored_crc,) = _CRC.unpack_from(data, offset)
     if zlib.crc32(data[:offset]) != stored_crc:
         raise FormatError("file is corrupted (checksum mismatch)")
+    if sections.get(SECTION_ALPHA) == b"":
+        raise FormatError("file is corrupted (empty alpha section)")
+    if version >= OPTIONAL_SECTIONS_VERSION:
+        header = header[:-1]  # the list of optional sections, read above
     return version, header, sections
+
+
+def _metadata(sections: dict[int, bytes]) -> Metadata:
+    """The metadata sections as :class:`Metadata`; an EXIF section must be a TIFF structure."""
+    found = {kind: sections[tag] for kind, tag in SECTION_METADATA.items() if tag in sections}
+    for kind, value in found.items():
+        if not value:
+            raise FormatError(f"file is corrupted (empty {SECTION_NAMES[SECTION_METADATA[kind]]} section)")
+    if "exif" in found and found["exif"][:4] not in EXIF_HEADERS:
+        raise FormatError("file is corrupted (EXIF section does not start with a TIFF header)")
+    return Metadata(**found)
 
 
 def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
@@ -469,6 +558,8 @@ def unpack(data: bytes) -> CCNNFile:
         latent_models=tuple(latent_models),
         latent_context=context,
         latent_data=sections[SECTION_LATENT],
+        alpha_data=sections.get(SECTION_ALPHA),
+        metadata=_metadata(sections),
     )
 
 
@@ -479,14 +570,19 @@ def read_info(data: bytes) -> FileInfo:
     weight_bytes = len(sections[SECTION_WEIGHTS])
     entropy_bytes = len(sections[SECTION_ENTROPY])
     latent_bytes = len(sections[SECTION_LATENT])
+    alpha_bytes = len(sections.get(SECTION_ALPHA, b""))
+    metadata = _metadata(sections)
+    optional_bytes = alpha_bytes + sum(len(value) for value in metadata.present().values())
     return FileInfo(
         version=version,
         height=height,
         width=width,
         channels=channels,
         spec=spec,
-        header_bytes=len(data) - weight_bytes - entropy_bytes - latent_bytes,
+        header_bytes=len(data) - weight_bytes - entropy_bytes - latent_bytes - optional_bytes,
         weight_bytes=weight_bytes,
         entropy_bytes=entropy_bytes,
         latent_bytes=latent_bytes,
+        alpha_bytes=alpha_bytes,
+        metadata=metadata,
     )

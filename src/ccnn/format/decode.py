@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .alpha import decode_alpha
 from .container import CCNNFile, unpack
 from .entropy import decode_groups, decode_latent
 from .exact import restore_exact
@@ -11,10 +12,21 @@ from .spec import QuantizedTensor
 
 
 def decode(data: bytes) -> np.ndarray:
-    """Unpack and validate, range-decode weights and latent, run the exact restoring network, crop."""
+    """Unpack and validate, range-decode weights and latent, run the exact restoring network, crop.
+
+    An image with an alpha plane comes back with it as its last channel (LA or RGBA).
+    """
     contents = unpack(data)
     pixels = restore_exact(contents.spec, decode_weights(contents), decode_file_latent(contents))
-    return crop(pixels, contents)
+    return with_alpha(crop(pixels, contents), contents)
+
+
+def with_alpha(pixels: np.ndarray, contents: CCNNFile) -> np.ndarray:
+    """``pixels`` with the file's alpha plane appended as the last channel, when it has one."""
+    if contents.alpha_data is None:
+        return pixels
+    alpha = decode_alpha(contents.alpha_data, contents.height, contents.width)
+    return np.concatenate([pixels, alpha[:, :, None]], axis=2)
 
 
 def decode_weights(contents: CCNNFile) -> list[QuantizedTensor]:

@@ -91,3 +91,30 @@ class QuantizedTensor:
 
     def values(self) -> np.ndarray:
         return self.ints.astype(np.float64) * (2.0**-self.exponent)
+
+
+#: The kinds of metadata a file can carry, in the order of their sections (docs/format.md).
+METADATA_KINDS = ("icc", "exif", "xmp")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Metadata that travels with the pixels, as bytes: a camera's or an editor's, not ccnn's.
+
+    ``icc`` is an ICC colour profile, ``exif`` the EXIF as a TIFF structure (starting ``II*\\0``
+    or ``MM\\0*``, without JPEG's ``Exif\\0\\0`` prefix: every container wraps it its own way),
+    ``xmp`` an XMP packet. ccnn does not interpret them (the pixels are coded as they are, not
+    converted to sRGB), so a decoded image needs them to look as the original did.
+    """
+
+    icc: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+
+    def present(self) -> dict[str, bytes]:
+        """The kinds that are here, in section order, with their bytes (empty ones are absent)."""
+        return {kind: value for kind in METADATA_KINDS if (value := getattr(self, kind))}
+
+    def only(self, kinds: frozenset[str] | set[str]) -> Metadata:
+        """The same metadata with only ``kinds`` kept."""
+        return Metadata(**{kind: value for kind, value in self.present().items() if kind in kinds})
