@@ -72,7 +72,7 @@ def compress_image(
     options: EncoderOptions | None = None,
     progress: ProgressCallback | None = None,
     device: str | None = None,
-    threads: int | None = None,
+    threads: int | None = 1,
     metadata: str | Iterable[str] = METADATA_DEFAULT,
     **settings: Any,
 ) -> EncodeResult:
@@ -82,8 +82,9 @@ def compress_image(
     uint8 array. The settings are those of :class:`EncoderOptions` (``quality``, ``steps``,
     ``seconds``, ``seed``, ``ratio``, ``kernel``, ``slope``), given as keywords or as
     ``options``. ``device`` and ``threads`` only say where training runs: ``threads`` sets
-    torch's threads for this call (None keeps the process's setting). On the CPU the thread
-    count changes how float sums split, so a seeded encode is reproducible at the same count.
+    torch's threads for this call, one by default (None keeps the process's setting). One
+    thread gives the same bytes on every run; with more, torch's kernels may split float sums
+    differently from run to run, and a seeded encode can differ in its last bits.
     ``metadata`` says which of the image's ICC profile, EXIF and XMP travel in the file
     (``"all"``, ``"none"``, or kinds such as ``"icc,exif"``); an alpha channel is always kept.
     """
