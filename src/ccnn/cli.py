@@ -112,6 +112,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     note = result.time_budget_note()
     if note:
         print(f"ccnn: note: {note}", file=sys.stderr)
+    if result.target is not None and not result.target_reached:
+        # the closest file is written, and the miss is never silent: a message and exit 1
+        print(f"ccnn: error: {result.target}", file=sys.stderr)
+    elif result.target is not None and not args.quiet:
+        print(f"ccnn: {result.target}", file=sys.stderr)
     height, width = result.decoded.shape[:2]
     if not args.quiet:
         _summary(
@@ -120,7 +125,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
             f"{result.steps} steps, {result.encode_seconds:.1f} s",
             out,
         )
-    return 0
+    return 0 if result.target_reached else 1
 
 
 def _decompress_format(args: argparse.Namespace, out: str) -> str:

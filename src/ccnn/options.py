@@ -7,6 +7,7 @@ is described once and every command (compress, demo, batch, bench) offers it the
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from tqdm import tqdm
@@ -25,6 +26,29 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: Size suffixes ``--max-bytes`` accepts, as cwebp's and avifenc's users write sizes.
+SIZE_SUFFIXES = {"": 1, "k": 1000, "m": 1000**2}
+
+
+def parse_size(text: str) -> int:
+    """``50000``, ``50k`` or ``1.5M`` as a number of bytes (decimal units, as file sizes are shown)."""
+    cleaned = text.strip().lower().removesuffix("b")
+    suffix = cleaned[-1:] if cleaned[-1:] in SIZE_SUFFIXES else ""
+    try:
+        value = float(cleaned[: len(cleaned) - len(suffix)]) * SIZE_SUFFIXES[suffix]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with a k or M suffix)") from None
+    if not math.isfinite(value) or value != round(value):
+        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}")
+    return int(value)
+
+
+#: Command-line spellings beside an option's own flag, and options whose values are parsed
+#: differently from their type (sizes with suffixes).
+FLAG_ALIASES = {"max_bytes": ("--target-size",)}
+FLAG_PARSERS = {"max_bytes": parse_size}
+
+
 def add_encoder_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """``--preset``, one flag per encoder setting (except ``skip``) and ``--device``."""
     parser.add_argument(
@@ -40,11 +64,13 @@ def add_encoder_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] =
             "" if len(info.presets) == len(Preset) else f"; {' or '.join(p.value for p in info.presets)} only"
         )
         flags = [info.short, flag(name)] if info.short else [flag(name)]
+        flags += FLAG_ALIASES.get(name, ())
         if name in ("quality", "steps", "seconds"):
             values = [(p.value, getattr(PRESETS[p], name)) for p in info.presets]
             defaults = ", ".join(f"{p} {'none' if v is None else format(v, 'g')}" for p, v in values)
             applies += f" (default: {defaults})"
-        parser.add_argument(*flags, dest=name, type=option_type(name), help=info.help + applies)
+        kind = FLAG_PARSERS.get(name, option_type(name))
+        parser.add_argument(*flags, dest=name, type=kind, help=(info.help + applies).replace("%", "%%"))
     add_device_option(parser)
 
 

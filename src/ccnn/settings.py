@@ -35,6 +35,40 @@ QUALITY_LAMBDAS: tuple[float, ...] = (0.0009, 0.0018, 0.0035, 0.0067, 0.0130, 0.
 MAX_QUALITY = len(QUALITY_SLOPES)
 
 
+#: What a user may ask the encoder to land on: a whole-file bpp, a file size in bytes (never
+#: exceeded) or a PSNR (reached).
+RateTargetKind = Literal["bpp", "bytes", "psnr"]
+
+
+@dataclass(frozen=True)
+class RateTarget:
+    """A target for one encode: ``kind`` is ``"bpp"``, ``"bytes"`` or ``"psnr"``, ``value`` its number.
+
+    The trainer steers the rate-distortion trade-off towards it while it trains (see
+    ``ccnn.encoder.rate``); :data:`RATE_TOLERANCE` says when it counts as reached.
+    """
+
+    kind: RateTargetKind
+    value: float
+
+    def describe(self) -> str:
+        unit = {"bpp": " bpp", "bytes": " bytes", "psnr": " dB"}[self.kind]
+        name = {"bpp": "target bpp", "bytes": "at most", "psnr": "target PSNR"}[self.kind]
+        return f"{name} {self.value:g}{unit}"
+
+
+#: When a target counts as reached: a bpp within ±3%; a size at most the limit and at least
+#: 95% of it; a PSNR at least the target (issue 21's contract).
+RATE_TOLERANCE = {"bpp": 0.03, "bytes": 0.05, "psnr": 0.0}
+
+#: Typical whole-file bpp and PSNR of each quality level on photographs (Kodak-24, the
+#: ``default`` preset, docs/results/kodak.md; the levels it did not run are interpolated in
+#: log-bpp): only where rate control starts, choosing the network and the first price of a dB,
+#: which it then steers per image.
+TYPICAL_BPP: tuple[float, ...] = (0.091, 0.137, 0.206, 0.346, 0.581, 0.878, 1.127, 1.446, 1.716)
+TYPICAL_PSNR: tuple[float, ...] = (25.65, 26.8, 27.98, 29.99, 31.99, 34.61, 36.06, 37.51, 38.37)
+
+
 class Distortion(TextEnum):
     """What the loss charges for error: squared error (bpp + λ·255²·MSE) or PSNR (bpp − slope·PSNR)."""
 
@@ -56,6 +90,8 @@ class CodecConfig:
     budget on top (``None``: none); when it stops training first, the result says so.
     ``refine_share`` is the whole-image phase's share of the steps, ``refine_time_share`` its
     share of a time budget (its steps cost far more than a crop step's).
+    ``rate_target`` (:class:`RateTarget`), when set, has the trainer steer ``quality_scale``
+    (a factor on the quality level's λ and slope, 1 otherwise) until the file lands on it.
     ``soft_rounding`` is ``(start, end)``: the whole-image phase trains through
     :func:`ccnn.encoder.quantize.soft_round_noise` at a temperature falling linearly from start to end
     before its hard-rounding part (``None``: plain uniform noise).
@@ -83,6 +119,8 @@ class CodecConfig:
     context_levels: int = 0
     distortion: Distortion = Distortion.MSE
     seed: int = 0
+    rate_target: RateTarget | None = None
+    quality_scale: float = 1.0
     description: str = field(default="", compare=False)
 
     @property
@@ -99,13 +137,15 @@ class CodecConfig:
 
     @property
     def rate_lambda(self) -> float:
-        """λ of this quality level's squared-error loss (see :data:`QUALITY_LAMBDAS`)."""
-        return QUALITY_LAMBDAS[self.quality - 1]
+        """λ of this quality level's squared-error loss (see :data:`QUALITY_LAMBDAS`), times
+        ``quality_scale``."""
+        return QUALITY_LAMBDAS[self.quality - 1] * self.quality_scale
 
     @property
     def psnr_slope(self) -> float:
-        """Bits per pixel one dB is worth at this quality level (see :data:`QUALITY_SLOPES`)."""
-        return QUALITY_SLOPES[self.quality - 1]
+        """Bits per pixel one dB is worth at this quality level (see :data:`QUALITY_SLOPES`),
+        times ``quality_scale``."""
+        return QUALITY_SLOPES[self.quality - 1] * self.quality_scale
 
     def decoder_spec(self) -> DecoderSpec:
         """The header's description of the restoring network these settings train."""
@@ -373,6 +413,25 @@ class EncoderOptions:
         positive=True,
     )
     seed: int | None = _option("random seed (same seed, same file)", minimum=0, maximum=2**32 - 1)
+    target_bpp: float | None = _option(
+        "land the whole file within ±3% of this many bits per pixel (steers the quality while it "
+        "trains)",
+        minimum=0.001,
+        maximum=24.0,
+        presets=(Preset.FAST, Preset.DEFAULT),
+    )
+    max_bytes: int | None = _option(
+        "a file of at most this many bytes, and at least 95% of it (k and M suffixes on the "
+        "command line)",
+        minimum=64,
+        presets=(Preset.FAST, Preset.DEFAULT),
+    )
+    target_psnr: float | None = _option(
+        "reach at least this PSNR in dB with as small a file as the preset makes",
+        minimum=10.0,
+        maximum=60.0,
+        presets=(Preset.FAST, Preset.DEFAULT),
+    )
     ratio: int | None = _option(
         "the poster's compression ratio λ (the stride)", minimum=1, maximum=32, presets=(Preset.PAPER,)
     )
@@ -390,6 +449,18 @@ class EncoderOptions:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _checked(name, value, info, self.preset))
+        targets = [name for name in TARGET_OPTIONS if getattr(self, name) is not None]
+        if len(targets) > 1:
+            raise ConfigError(f"give one target, not {' and '.join(targets)}")
+
+    @property
+    def rate_target(self) -> RateTarget | None:
+        """The target these options ask for, if any."""
+        for name, kind in TARGET_OPTIONS.items():
+            value = getattr(self, name)
+            if value is not None:
+                return RateTarget(kind, float(value))
+        return None
 
     @classmethod
     def create(cls, preset: Preset | str = Preset.DEFAULT, **settings: Any) -> EncoderOptions:
@@ -431,7 +502,13 @@ class EncoderOptions:
                 channels=channels,
             )
         else:
-            level = base.quality if self.quality is None else self.quality
+            target = self.rate_target
+            if self.quality is not None:
+                level = self.quality
+            elif target is not None:
+                level = starting_quality(target, pixels or NETWORK_REFERENCE_PIXELS)
+            else:
+                level = base.quality
             encoder, decoder = rd_network(level, channels, pixels, self.preset, block_psnr)
             crop_steps, refine_steps = effort_steps(base, pixels)
             config = dataclasses.replace(
@@ -446,6 +523,8 @@ class EncoderOptions:
             for name in ("quality", "steps", "seconds", "seed", "slope")
             if getattr(self, name) is not None
         }
+        if self.rate_target is not None:
+            updates.update(quality=level, rate_target=self.rate_target)
         return dataclasses.replace(config, **updates)
 
     def fingerprint(self, channels: int = 3) -> str:
@@ -465,6 +544,19 @@ def option_infos() -> dict[str, OptionInfo]:
     return {
         f.name: f.metadata["option"] for f in dataclasses.fields(EncoderOptions) if "option" in f.metadata
     }
+
+
+#: The options that set a :class:`RateTarget`, and the kind each sets.
+TARGET_OPTIONS: dict[str, RateTargetKind] = {"target_bpp": "bpp", "max_bytes": "bytes", "target_psnr": "psnr"}
+
+
+def starting_quality(target: RateTarget, pixels: int) -> int:
+    """The quality level whose typical result (:data:`TYPICAL_BPP`, :data:`TYPICAL_PSNR`) is
+    nearest ``target``: rate control starts there and steers the rest per image."""
+    if target.kind == "psnr":
+        return 1 + int(np.argmin([abs(p - target.value) for p in TYPICAL_PSNR]))
+    bpp = target.value if target.kind == "bpp" else 8.0 * target.value / max(pixels, 1)
+    return 1 + int(np.argmin([abs(math.log(b / max(bpp, 1e-6))) for b in TYPICAL_BPP]))
 
 
 def option_type(name: str) -> type:
@@ -505,6 +597,11 @@ def _checked(name: str, value: Any, info: OptionInfo, preset: Preset) -> Any:
 #: Why these values: docs/decisions.md, "Evaluation every 250 crop and 40 refine steps".
 CROP_EVAL_INTERVAL = 250
 REFINE_EVAL_INTERVAL = 40
+#: With a rate target, the whole-image phase is evaluated (and its price of a dB steered) this
+#: often instead: more corrections, each smaller (``ccnn.encoder.rate.GAIN``).
+RATE_CONTROL_INTERVAL = 20
+#: ... and the crop phase this often, so that the networks too learn at about the right price.
+RATE_CONTROL_CROP_INTERVAL = 50
 
 #: What a training phase trains on, what learns, its rounding stand-in and its loss.
 PhaseData = Literal["crops", "image"]
@@ -646,7 +743,7 @@ def training_phases(config: CodecConfig) -> tuple[TrainingPhase, ...]:
         learning_rate=config.learning_rate,
         hard_share=0.0 if refine else config.hard_rounding_fraction,
         loss="squared_error",
-        eval_interval=CROP_EVAL_INTERVAL,
+        eval_interval=CROP_EVAL_INTERVAL if config.rate_target is None else RATE_CONTROL_CROP_INTERVAL,
         crop_size=config.crop_size,
         crops_per_step=config.crops_per_step,
     )
@@ -664,7 +761,7 @@ def training_phases(config: CodecConfig) -> tuple[TrainingPhase, ...]:
         temperature=config.soft_rounding,
         hard_share=config.hard_rounding_fraction,
         loss="preset",
-        eval_interval=REFINE_EVAL_INTERVAL,
+        eval_interval=REFINE_EVAL_INTERVAL if config.rate_target is None else RATE_CONTROL_INTERVAL,
         crop_size=config.crop_size,
         crops_per_step=config.crops_per_step,
     )

@@ -45,6 +45,11 @@ class EncodeResult:
     #: machine's speed and load.
     stopped_by_time: bool = False
 
+    #: With a rate target: what was reached against it, for the user (else None), and whether
+    #: it was reached.
+    target: str | None = None
+    target_reached: bool = True
+
     def time_budget_note(self) -> str | None:
         """A line for the user when the time budget, not the steps, ended training, else None."""
         if not self.stopped_by_time:

@@ -12,6 +12,7 @@ when a time budget ``seconds`` is given and runs out, and reports progress throu
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,12 @@ from .entropy_model import LatentEntropyModel
 from .model import CCNN
 from .optim import Adam
 from .quantize import add_noise, round_ste, saturate_byte, soft_round_noise
+from .rate import RateController
 from .result import Progress, ProgressCallback
+
+#: Where in a whole-image phase with a rate target the current state is packed for real, to
+#: correct the controller's estimate of the file (shares of the phase's steps).
+CALIBRATION_POINTS = (0.4, 0.75)
 
 #: Squared errors below this (PSNR 100 dB) count as this in the PSNR loss, which keeps log finite.
 MSE_FLOOR = 1e-10
@@ -192,6 +198,7 @@ class Evaluation:
     squared_error_loss: float
     psnr: float
     bpp: float
+    file_bpp: float = 0.0
 
 
 _UNMEASURED = Evaluation(math.inf, math.inf, 0.0, 0.0)
@@ -213,8 +220,19 @@ class Trainer:
         config: CodecConfig,
         progress: ProgressCallback | None = None,
         device: str | None = None,
+        overhead_bits: Callable[[CCNN, LatentEntropyModel], float] | None = None,
+        controller: RateController | None = None,
+        calibrate: Callable[[Trainer], None] | None = None,
     ) -> None:
+        """``overhead_bits`` estimates the file's bits outside the latent from the networks
+        (for the whole-file bpp that progress shows and rate control steers by); ``controller``
+        steers the price of a dB in the whole-image phases towards a target, and ``calibrate``
+        (called at :data:`CALIBRATION_POINTS` of those phases) packs the current state for real
+        to correct the controller's estimate."""
         torch.manual_seed(config.seed)
+        self.overhead_bits = overhead_bits
+        self.controller = controller
+        self.calibrate = calibrate
         self.rng = np.random.default_rng(config.seed)
         self.config = config
         self.progress = progress
@@ -260,7 +278,9 @@ class Trainer:
             bpp = self.entropy.bits(coded).item() / (height * width)
         squared_error_loss = rd_objective(bpp, mse, config, squared_error=True)
         psnr = 10 * math.log10(1.0 / max(mse, 1e-12))
-        self.last = Evaluation(rd_objective(bpp, mse, config), squared_error_loss, psnr, bpp)
+        overhead = 0.0 if self.overhead_bits is None else self.overhead_bits(self.model, self.entropy)
+        file_bpp = bpp + overhead / (height * width)
+        self.last = Evaluation(rd_objective(bpp, mse, config), squared_error_loss, psnr, bpp, file_bpp)
         if self.last.loss < self.best.loss:
             self.best = self.last
             self.best_state = {
@@ -309,7 +329,7 @@ class Trainer:
                     self.elapsed(),
                     self.config.seconds,
                     self.last.psnr,
-                    self.last.bpp,
+                    self.last.file_bpp,
                     label,
                 )
             )
@@ -353,7 +373,19 @@ class Trainer:
             self.model, self.entropy, latent, target, self.config, hard, squared_error, temperature
         )[0]
 
-    def run_phase(self, phase: TrainingPhase, end: float = 1.0, time_end: float = 1.0) -> None:
+    def steer(self) -> None:
+        """Let the rate controller move the price of a dB after an evaluation (the next steps
+        train at the new price; the best state is tracked afresh, since losses at different
+        prices do not compare)."""
+        if self.controller is None:
+            return
+        scale = self.controller.steer(self.config.quality_scale, self.last.file_bpp, self.last.psnr)
+        self.config = dataclasses.replace(self.config, quality_scale=scale)
+        self.best = Evaluation(math.inf, self.best.squared_error_loss, self.best.psnr, self.best.bpp)
+
+    def run_phase(
+        self, phase: TrainingPhase, end: float = 1.0, time_end: float = 1.0, steps: int | None = None
+    ) -> None:
         """Train ``phase`` until the step count reaches ``end`` of the steps, or the clock
         ``time_end`` of the time budget when there is one.
 
@@ -368,7 +400,8 @@ class Trainer:
         params = [tensor for tensors, _ in parameter_groups for tensor in tensors]
         rates = [rate for _, rate in parameter_groups]
         batch = self.batches(phase)
-        steps = max(1, round(self.config.steps * end) - self.step)
+        if steps is None:
+            steps = max(1, round(self.config.steps * end) - self.step)
         budget = self.config.seconds
         seconds = math.inf if budget is None else max(budget * time_end - self.elapsed(), 1e-3)
         optimizer = Adam(parameter_groups)
@@ -391,6 +424,13 @@ class Trainer:
                 self.restore_best()
                 optimizer = Adam(parameter_groups)
                 lr_scale *= 0.5
+            elif due:
+                if phase.learns == "latent" and self.calibrate is not None and any(
+                    done + 1 == round(point * steps) // phase.eval_interval * phase.eval_interval
+                    for point in CALIBRATION_POINTS
+                ):
+                    self.calibrate(self)
+                self.steer()
             self.report(f"{phase.name}, hard rounding" if hard else phase.name)
 
     def run(self, phases: Sequence[TrainingPhase]) -> FitResult:
@@ -403,19 +443,33 @@ class Trainer:
         self.report("start")
         for phase, end, time_end in zip(phases, ends, time_ends):
             self.run_phase(phase, end, time_end)
+        return self.finish()
+
+    def finish(self) -> FitResult:
+        """The best state of the last price, as the result (copies: training may resume)."""
         if self.evaluate() > self.best.loss:
             self.restore_best()
         self.report("done")
+        return self.snapshot()
+
+    def snapshot(self) -> FitResult:
+        """The current state as a result, copied, so that training can go on."""
         with torch.no_grad():
             latent = self.current_latent().detach().clone()
         return FitResult(
-            model=self.model.cpu().eval(),
-            entropy=self.entropy.cpu(),
+            model=copy.deepcopy(self.model).cpu().eval(),
+            entropy=copy.deepcopy(self.entropy).cpu(),
             latent=latent.cpu(),
             steps=self.step,
             seconds=self.elapsed(),
             stopped_by_time=self.step < self.config.steps,
         )
+
+    def resume(self, phase: TrainingPhase, steps: int) -> FitResult:
+        """Train ``steps`` more steps of ``phase`` (rate control's corrective pass), then finish."""
+        self.best = Evaluation(math.inf, self.best.squared_error_loss, self.best.psnr, self.best.bpp)
+        self.run_phase(phase, steps=steps)
+        return self.finish()
 
 
 def fit(
