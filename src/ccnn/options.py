@@ -7,6 +7,7 @@ is described once and every command (compress, demo, batch, bench) offers it the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from tqdm import tqdm
@@ -26,12 +27,21 @@ def flag(name: str) -> str:
 
 
 def add_encoder_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """``--preset``, one flag per encoder setting (except ``skip``) and ``--device``."""
+    """``--config``, ``--preset``, one flag per encoder setting (except ``skip``) and ``--device``.
+
+    ``--preset`` has no argparse default, so that :func:`encoder_options` can tell a preset
+    given on the command line (which overrides the file's) from none.
+    """
+    parser.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="read every encoder setting from a TOML file (ccnn presets --toml NAME writes one); "
+        "the flags below override it",
+    )
     parser.add_argument(
         "--preset",
-        default=Preset.DEFAULT.value,
         choices=[p.value for p in Preset],
-        help="codec preset (default: %(default)s)",
+        help=f"codec preset (default: the --config file's, else {Preset.DEFAULT.value})",
     )
     for name, info in option_infos().items():
         if name in skip:
@@ -56,8 +66,18 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def encoder_options(args: argparse.Namespace) -> EncoderOptions:
-    """The :class:`EncoderOptions` that :func:`add_encoder_options` parsed (range-checked)."""
-    return EncoderOptions(args.preset, **{name: getattr(args, name, None) for name in option_infos()})
+    """The :class:`EncoderOptions` that :func:`add_encoder_options` parsed (range-checked).
+
+    With ``--config``, the file's settings, each overridden by its flag when one is given.
+    """
+    flags = {name: getattr(args, name) for name in option_infos() if getattr(args, name, None) is not None}
+    config = getattr(args, "config", None)
+    if not config:
+        return EncoderOptions(args.preset or Preset.DEFAULT, **flags)
+    loaded = EncoderOptions.from_toml_file(config)
+    # a skipped flag (bench's --quality) must not come in through the file either
+    skipped = {name: None for name in option_infos() if not hasattr(args, name)}
+    return dataclasses.replace(loaded, preset=args.preset or loaded.preset, **{**skipped, **flags})
 
 
 def device_option(args: argparse.Namespace) -> str | None:
