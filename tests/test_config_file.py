@@ -218,7 +218,11 @@ def test_missing_file_and_bad_flags(tmp_path: Path, crop_png: Path, capsys) -> N
     path.write_text(preset_toml("fast"))
     # a flag that conflicts with the file is bad usage, named by the setting
     assert main(["compress", str(crop_png), "--config", str(path), "--preset", "paper", "--quiet"]) == 2
-    assert "quality applies to the fast or default preset only" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    conflict = "quality applies to the fast or default preset only, not to paper"
+    assert err == f"ccnn: error: {path}, with the flags given: {conflict}\n"
+    assert main(["compress", str(crop_png), "--config", str(path), "-q", "12", "--quiet"]) == 2
+    assert capsys.readouterr().err == "ccnn: error: quality must be between 1 and 9, not 12\n"
 
 
 def test_presets_lists_every_preset(capsys) -> None:
@@ -229,6 +233,7 @@ def test_presets_lists_every_preset(capsys) -> None:
     assert "700 for a 768x512 image: 510 on crops + 190 on the whole image" in out
     assert "small at every quality" in out and "q6-9: fine" in out and "soft 0.3->0.1" in out
     assert out.count("| phase ") == len(Preset)
+    assert out.startswith("| preset ") and "| 700 (510 + 190) " in out and "| by quality and image |" in out
     assert main(["presets", "--toml", "default"]) == 0
     assert capsys.readouterr().out == preset_toml("default")
     assert main(["presets", "--toml", "huge"]) == 2

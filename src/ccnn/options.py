@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from .encoder.result import Progress
 from .encoder.threads import set_torch_threads
+from .errors import ConfigError
 from .settings import DEVICES, PRESETS, EncoderOptions, Preset, option_infos, option_type
 
 
@@ -75,9 +76,14 @@ def encoder_options(args: argparse.Namespace) -> EncoderOptions:
     if not config:
         return EncoderOptions(args.preset or Preset.DEFAULT, **flags)
     loaded = EncoderOptions.from_toml_file(config)
+    preset = args.preset or loaded.preset
+    EncoderOptions(preset, **flags)  # a bad flag is named as such, before the file comes in
     # a skipped flag (bench's --quality) must not come in through the file either
     skipped = {name: None for name in option_infos() if not hasattr(args, name)}
-    return dataclasses.replace(loaded, preset=args.preset or loaded.preset, **{**skipped, **flags})
+    try:
+        return dataclasses.replace(loaded, preset=preset, **{**skipped, **flags})
+    except ConfigError as exc:  # a setting of the file that the flags make wrong: bad usage
+        raise ConfigError(f"{config}, with the flags given: {exc}") from None
 
 
 def device_option(args: argparse.Namespace) -> str | None:

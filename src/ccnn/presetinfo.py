@@ -101,9 +101,32 @@ def describe_preset(preset: Preset | str) -> str:
     return "\n".join(lines)
 
 
+def overview() -> str:
+    """One row per preset: its steps, network and whole-image loss, as a Markdown table."""
+    rows = [("preset", "steps (768x512)", "network", "loss"), ("-", "-", "-", "-")]
+    for preset in Preset:
+        config = PRESETS[preset]
+        crops, image = effort_steps(config, NETWORK_REFERENCE_PIXELS)
+        steps = f"{config.steps} ({crops} + {image})" if image else str(config.steps)
+        tiers = PRESET_NETWORKS.get(preset)
+        if tiers is None:
+            network = "the poster's"
+        elif len(tiers) == 1 and len(tiers[0][1]) == 1:
+            network = tiers[0][1][0][1]
+        else:
+            network = "by quality and image"
+        loss = "bpp − slope·PSNR" if config.distortion is Distortion.PSNR else "bpp + λ·255²·MSE"
+        rows.append((preset.value, steps, network, loss))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "| " + " | ".join(("-" * w if cell == "-" else cell.ljust(w)) for cell, w in zip(row, widths)) + " |"
+        for row in rows
+    )
+
+
 def describe_presets() -> str:
-    """Every built-in preset, separated by blank lines."""
-    return "\n\n".join(describe_preset(preset) for preset in Preset)
+    """The overview table, then every built-in preset in detail, separated by blank lines."""
+    return "\n\n".join([overview(), *(describe_preset(preset) for preset in Preset)])
 
 
 def preset_toml(preset: Preset | str) -> str:
