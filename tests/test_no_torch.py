@@ -134,3 +134,18 @@ def test_version_5_alpha_and_metadata_without_torch(tmp_path: Path) -> None:
         pixels = np.asarray(image)
     digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
     assert digest == manifest[source.stem]["pixels_sha256"]
+
+
+def test_presets_and_settings_files_without_torch() -> None:
+    """Listing the presets and reading a settings file are no encoding: they need no torch."""
+    result = _run_without_torch(
+        """
+        from ccnn.cli import main
+        from ccnn.settings import EncoderOptions
+        from ccnn.presetinfo import preset_toml
+        assert main(["presets"]) == 0
+        assert EncoderOptions.from_toml(preset_toml("default")) == EncoderOptions.spelled_out("default")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "default: " in result.stdout

@@ -22,7 +22,15 @@ import numpy as np
 
 from .encoder.result import EncodeResult, Progress, ProgressCallback
 from .encoder.threads import require_torch, torch_threads
-from .errors import CCNNError, ConfigError, FormatError, ImageError, LimitError, OutputExistsError
+from .errors import (
+    CCNNError,
+    ConfigError,
+    ConfigFileError,
+    FormatError,
+    ImageError,
+    LimitError,
+    OutputExistsError,
+)
 from .format import FORMAT_VERSION, FileInfo
 from .format import decode as _decode
 from .format import read_info as _read_info
@@ -35,6 +43,7 @@ from .settings import (
     CodecConfig,
     EncoderOptions,
     Preset,
+    TrainingOverrides,
     metadata_kinds,
 )
 from .sources import Source, read_source
@@ -48,6 +57,7 @@ __all__ = [
     "CCNNError",
     "CodecConfig",
     "ConfigError",
+    "ConfigFileError",
     "EncodeResult",
     "EncoderOptions",
     "FileInfo",
@@ -58,6 +68,7 @@ __all__ = [
     "Preset",
     "Progress",
     "ProgressCallback",
+    "TrainingOverrides",
     "compress",
     "compress_image",
     "decompress",
@@ -81,10 +92,12 @@ def compress_image(
     ``image`` is a path, the bytes of an image file, a binary file object, a PIL image or a
     uint8 array. The settings are those of :class:`EncoderOptions` (``quality``, ``steps``,
     ``seconds``, ``seed``, ``ratio``, ``kernel``, ``slope``), given as keywords or as
-    ``options``. ``device`` and ``threads`` only say where training runs: ``threads`` sets
-    torch's threads for this call, one by default (None keeps the process's setting). One
-    thread gives the same bytes on every run; with more, torch's kernels may split float sums
-    differently from run to run, and a seeded encode can differ in its last bits.
+    ``options`` (:meth:`EncoderOptions.from_toml_file` reads them from a settings file, with
+    the training overrides of :class:`TrainingOverrides`). ``device`` and ``threads`` only say
+    where training runs: ``threads`` sets torch's threads for this call, one by default (None
+    keeps the process's setting). One thread gives the same bytes on every run; with more,
+    torch's kernels may split float sums differently from run to run, and a seeded encode can
+    differ in its last bits.
     ``metadata`` says which of the image's ICC profile, EXIF and XMP travel in the file
     (``"all"``, ``"none"``, or kinds such as ``"icc,exif"``); an alpha channel is always kept.
     """

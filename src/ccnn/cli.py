@@ -26,7 +26,7 @@ from . import __version__, compress_image, decompress, read_info
 from .batch.command import add_batch_command
 from .bench.cli import add_bench_commands
 from .demo import run_demo
-from .errors import CCNNError, ConfigError, FormatError
+from .errors import CCNNError, ConfigError, ConfigFileError, FormatError
 from .files import check_writable, write_atomic, writes_in_place
 from .imageio import ConversionWarning, encode_image
 from .options import (
@@ -38,6 +38,7 @@ from .options import (
     encoder_options,
     set_threads,
 )
+from .presetinfo import describe_presets, preset_toml
 from .settings import METADATA_CHOICES, METADATA_DEFAULT, Preset
 from .sources import Source, read_source
 
@@ -220,6 +221,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    """``ccnn presets``: the built-in presets, or one as a settings file (``--toml NAME``)."""
+    if args.toml:
+        print(preset_toml(args.toml), end="")
+    else:
+        print(describe_presets())
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error as one line and exit code 2 (``main`` prints it)."""
 
@@ -299,6 +309,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
 
+    presets = commands.add_parser(
+        "presets",
+        help="list the built-in presets and their settings",
+        description="List the built-in presets: effort, network by quality, loss and training phases.",
+    )
+    presets.add_argument(
+        "--toml",
+        metavar="NAME",
+        choices=[p.value for p in Preset],
+        help="print preset NAME as a complete settings file for --config (it encodes as --preset NAME)",
+    )
+    presets.set_defaults(func=cmd_presets)
+
     add_bench_commands(commands)
     add_batch_command(commands)
     return parser
@@ -339,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         with _terminate_as_interrupt(), warnings.catch_warnings():
             warnings.showwarning = _show_note
             return int(args.func(args) or 0)
+    except ConfigFileError as exc:  # the fix is in the file: bad input
+        print(f"ccnn: error: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, UsageError) as exc:
         print(f"ccnn: error: {exc}", file=sys.stderr)
         return 2

@@ -29,3 +29,11 @@ class OutputExistsError(CCNNError):
 
 class ConfigError(CCNNError):
     """A codec setting is out of range or does not apply to the chosen preset."""
+
+
+class ConfigFileError(ConfigError):
+    """A settings file (``--config``) cannot be read or holds a bad setting: bad input, exit 1.
+
+    A ConfigError still, so that the API's callers catch one class for every bad setting; the
+    command line tells it apart because the fix is in the file, not in the command.
+    """

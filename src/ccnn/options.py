@@ -7,6 +7,7 @@ is described once and every command (compress, demo, batch, bench) offers it the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from .encoder.result import Progress
 from .encoder.threads import set_torch_threads
+from .errors import ConfigError
 from .settings import DEVICES, PRESETS, EncoderOptions, Preset, option_infos, option_type
 
 
@@ -50,12 +52,21 @@ FLAG_PARSERS = {"max_bytes": parse_size}
 
 
 def add_encoder_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """``--preset``, one flag per encoder setting (except ``skip``) and ``--device``."""
+    """``--config``, ``--preset``, one flag per encoder setting (except ``skip``) and ``--device``.
+
+    ``--preset`` has no argparse default, so that :func:`encoder_options` can tell a preset
+    given on the command line (which overrides the file's) from none.
+    """
+    parser.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="read every encoder setting from a TOML file (ccnn presets --toml NAME writes one); "
+        "the flags below override it",
+    )
     parser.add_argument(
         "--preset",
-        default=Preset.DEFAULT.value,
         choices=[p.value for p in Preset],
-        help="codec preset (default: %(default)s)",
+        help=f"codec preset (default: the --config file's, else {Preset.DEFAULT.value})",
     )
     for name, info in option_infos().items():
         if name in skip:
@@ -82,8 +93,23 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def encoder_options(args: argparse.Namespace) -> EncoderOptions:
-    """The :class:`EncoderOptions` that :func:`add_encoder_options` parsed (range-checked)."""
-    return EncoderOptions(args.preset, **{name: getattr(args, name, None) for name in option_infos()})
+    """The :class:`EncoderOptions` that :func:`add_encoder_options` parsed (range-checked).
+
+    With ``--config``, the file's settings, each overridden by its flag when one is given.
+    """
+    flags = {name: getattr(args, name) for name in option_infos() if getattr(args, name, None) is not None}
+    config = getattr(args, "config", None)
+    if not config:
+        return EncoderOptions(args.preset or Preset.DEFAULT, **flags)
+    loaded = EncoderOptions.from_toml_file(config)
+    preset = args.preset or loaded.preset
+    EncoderOptions(preset, **flags)  # a bad flag is named as such, before the file comes in
+    # a skipped flag (bench's --quality) must not come in through the file either
+    skipped = {name: None for name in option_infos() if not hasattr(args, name)}
+    try:
+        return dataclasses.replace(loaded, preset=preset, **{**skipped, **flags})
+    except ConfigError as exc:  # a setting of the file that the flags make wrong: bad usage
+        raise ConfigError(f"{config}, with the flags given: {exc}") from None
 
 
 def device_option(args: argparse.Namespace) -> str | None:

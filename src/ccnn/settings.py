@@ -14,13 +14,18 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 import numpy as np
 
-from .errors import ConfigError
+from . import tomlfile
+from .errors import ConfigError, ConfigFileError
+from .format.container import MAX_KERNEL, MAX_LAYER_CHANNELS, MAX_LAYERS, MAX_STRIDE
+from .format.entropy import MAX_CONTEXT_LEVELS
 from .format.spec import METADATA_KINDS, DecoderSpec, LatentMode, LayerSpec, TextEnum
 
 #: Rate-distortion trade-off per quality level (level 1 gives the smallest files): the loss is
@@ -315,6 +320,7 @@ def effort_steps(config: CodecConfig, pixels: int | None) -> tuple[int, int]:
         refine_steps = max(1, round(refine_steps * scale))
     return crop_steps, refine_steps
 
+
 def metadata_kinds(value: str | Iterable[str] | None = METADATA_DEFAULT) -> frozenset[str]:
     """The metadata kinds that ``value`` selects: ``all``, ``none``, a kind, a comma list, or several.
 
@@ -390,6 +396,229 @@ def _option(help: str, **info: Any) -> Any:
     return field(default=None, metadata={"option": OptionInfo(help, **info)})
 
 
+# --- Training overrides (presets from files) -----------------------------------------------------
+#
+# What a settings file (``--config FILE.toml``, :meth:`EncoderOptions.from_toml`) may say beyond
+# the user options: the training and the network, mirroring the fields of :class:`CodecConfig`
+# that steer the encoder. Kept apart from :class:`EncoderOptions`' own fields so that the
+# command line's flags stay the short list users need, while a preset file, and the tuner that
+# will write them, can describe a complete encoder.
+
+
+def _training(help: str, **info: Any) -> Any:
+    return field(default=None, metadata={"training": OptionInfo(help, **info)})
+
+
+@dataclass(frozen=True)
+class TrainingOverrides:
+    """Overrides of the preset's training and network, each ``None`` for "the preset's value".
+
+    The scalar fields are :class:`CodecConfig`'s of the same name, except ``reference_steps``,
+    which is its ``steps``: the effort for a 768x512 image, whose whole-image steps
+    :func:`effort_steps` scales to the image's size (the user option ``steps`` instead sets the
+    exact count). ``soft_rounding`` is ``(start, end)`` or ``()`` to turn it off. ``network``
+    forces one of :data:`RD_NETWORKS` at every quality and image; ``encoder_layers`` and
+    ``decoder_layers`` (given together, instead of ``network``) spell a network out, the last
+    restoring layer's channels being the image's whatever is written. Every value is checked on
+    construction and an error names the setting.
+    """
+
+    network: str | None = _training(f"a network to use at every quality: {', '.join(RD_NETWORKS)}")
+    encoder_layers: tuple[LayerSpec, ...] | None = _training(
+        "compressing layers as [channels, kernel, stride] (with decoder_layers, instead of network)"
+    )
+    decoder_layers: tuple[LayerSpec, ...] | None = _training(
+        "restoring layers as [channels, kernel, stride]; the last one's channels become the image's"
+    )
+    latent_mode: LatentMode | None = _training(  # noqa: RUF009 (a field(), as for every setting)
+        f"the latent: {' or '.join(m.value for m in LatentMode)} (the poster's byte latent)"
+    )
+    latent_activation: bool | None = _training("Leaky ReLU on the latent (the poster's)")
+    output_activation: bool | None = _training("Leaky ReLU on the output (the poster's)")
+    reference_steps: int | None = _training(
+        "training steps for a 768x512 image; other sizes scale the whole-image part", minimum=1
+    )
+    learning_rate: float | None = _training("learning rate of the crop phase", positive=True)
+    crop_size: int | None = _training("side of the training crops", minimum=4, maximum=4096)
+    crops_per_step: int | None = _training("crops per training step", minimum=1, maximum=4096)
+    hard_rounding_fraction: float | None = _training(
+        "share of the last phase trained through hard rounding", minimum=0.0, maximum=1.0
+    )
+    refine_share: float | None = _training(
+        "share of the steps in the whole-image phase (0: none); below 1", minimum=0.0, maximum=1.0
+    )
+    refine_time_share: float | None = _training(
+        "share of a time budget in the whole-image phase; between 0 and 1", minimum=0.0, maximum=1.0
+    )
+    refine_learning_rate: float | None = _training(
+        "learning rate of the networks in the whole-image phase", positive=True
+    )
+    refine_latent_lr: float | None = _training(
+        "learning rate of the latent in the whole-image phase", positive=True
+    )
+    soft_rounding: tuple[float, ...] | None = _training(
+        "soft rounding temperatures [start, end] of the whole-image phase; [] turns it off"
+    )
+    context_levels: int | None = _training(
+        "coarse-to-fine levels of the entropy model's spatial context (0: none)",
+        minimum=0,
+        maximum=MAX_CONTEXT_LEVELS,
+    )
+    distortion: Distortion | None = _training(  # noqa: RUF009 (a field(), as for every setting)
+        f"whole-image loss: {' or '.join(d.value for d in Distortion)} (bpp + λ·255²·MSE or bpp − slope·PSNR)"
+    )
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(TrainingOverrides)
+        for name in training_infos():
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _checked_training(name, value, hints[name]))
+        if self.network is not None and (self.encoder_layers or self.decoder_layers):
+            raise ConfigError("network and encoder_layers/decoder_layers cannot both be set")
+        if (self.encoder_layers is None) != (self.decoder_layers is None):
+            raise ConfigError("encoder_layers and decoder_layers go together: set both or neither")
+        if self.encoder_layers is not None and self.decoder_layers is not None:
+            down = math.prod(layer.stride for layer in self.encoder_layers)
+            up = math.prod(layer.stride for layer in self.decoder_layers)
+            if down != up:
+                raise ConfigError(
+                    f"encoder_layers' strides multiply to {down}, decoder_layers' to {up}: they must match"
+                )
+            if down > MAX_TOTAL_STRIDE:
+                raise ConfigError(f"the layers' strides multiply to {down}, more than {MAX_TOTAL_STRIDE}")
+        if self.refine_share is not None and self.refine_share >= 1.0:
+            raise ConfigError(
+                f"refine_share must be below 1 (the crop phase needs steps), not {self.refine_share}"
+            )
+        if self.refine_time_share is not None and not 0.0 < self.refine_time_share < 1.0:
+            raise ConfigError(
+                f"refine_time_share must be between 0 and 1 (exclusive), not {self.refine_time_share}"
+            )
+
+    def chosen(self) -> dict[str, Any]:
+        """The overrides given (not None), by name."""
+        return {name: getattr(self, name) for name in training_infos() if getattr(self, name) is not None}
+
+    def forces_network(self) -> bool:
+        """Whether the network is set here rather than chosen by the preset, quality and image."""
+        return self.network is not None or self.encoder_layers is not None
+
+    def apply(self, config: CodecConfig) -> CodecConfig:
+        """``config`` with the scalar overrides applied (the network is :meth:`layers`' business)."""
+        updates = {
+            ("steps" if name == "reference_steps" else name): value
+            for name, value in self.chosen().items()
+            if name not in ("network", "encoder_layers", "decoder_layers")
+        }
+        if "soft_rounding" in updates:
+            updates["soft_rounding"] = updates["soft_rounding"] or None
+        return dataclasses.replace(config, **updates)
+
+    def layers(self, channels: int) -> tuple[tuple[LayerSpec, ...], tuple[LayerSpec, ...]] | None:
+        """(compressing, restoring) layers forced here for an image of ``channels``, else None."""
+        if self.network is not None:
+            encoder, decoder = RD_NETWORKS[self.network]
+        elif self.encoder_layers is not None and self.decoder_layers is not None:
+            encoder, decoder = self.encoder_layers, self.decoder_layers
+        else:
+            return None
+        last = decoder[-1]
+        return encoder, (*decoder[:-1], LayerSpec(channels, last.kernel, last.stride))
+
+    @classmethod
+    def of(cls, config: CodecConfig) -> TrainingOverrides:
+        """Every scalar training setting of ``config`` spelled out (the network left to the preset)."""
+        return cls(
+            **{
+                name: config.steps
+                if name == "reference_steps"
+                else (getattr(config, name) or ())
+                if name == "soft_rounding"
+                else getattr(config, name)
+                for name in training_infos()
+                if name not in ("network", "encoder_layers", "decoder_layers")
+            }
+        )
+
+
+#: The largest product of strides a file may have (the container's limit).
+MAX_TOTAL_STRIDE = 1024
+
+
+def training_infos() -> dict[str, OptionInfo]:
+    """Every training override (:class:`TrainingOverrides`' fields) and its help and range."""
+    return {
+        f.name: f.metadata["training"]
+        for f in dataclasses.fields(TrainingOverrides)
+        if "training" in f.metadata
+    }
+
+
+def _checked_training(name: str, value: Any, hint: Any) -> Any:
+    """``value`` as training override ``name``'s type (from its annotation ``hint``), or a ConfigError."""
+    info = training_infos()[name]
+    kind = next(arg for arg in get_args(hint) if arg is not type(None))
+    if get_args(kind) == (LayerSpec, ...):
+        return _checked_layers(name, value)
+    if get_args(kind) == (float, ...):  # soft_rounding: () or two temperatures
+        if not isinstance(value, (list, tuple)) or len(value) not in (0, 2):
+            raise ConfigError(f"{name} must be [start, end] temperatures or [] (off), not {value!r}")
+        positive = OptionInfo(info.help, positive=True)
+        return tuple(_checked_number(name, t, positive, float) for t in value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, not {value!r}")
+        return value
+    if isinstance(kind, type) and issubclass(kind, TextEnum):
+        try:
+            return kind(value)
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be {' or '.join(repr(m.value) for m in kind)}, not {value!r}"
+            ) from None
+    if kind is str:
+        if value not in RD_NETWORKS:
+            raise ConfigError(f"{name} must be one of {', '.join(RD_NETWORKS)}, not {value!r}")
+        return value
+    return _checked_number(name, value, info, kind)
+
+
+def _checked_number(name: str, value: Any, info: OptionInfo, kind: type) -> Any:
+    """``value`` as an ``int`` or ``float`` within ``info``'s range, or a ConfigError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, not {value!r}")
+    if kind is int and not float(value).is_integer():
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+    value = kind(value)
+    if not math.isfinite(value) or (info.positive and value <= 0):
+        raise ConfigError(f"{name} must be a {'positive' if info.positive else 'finite'} number, not {value}")
+    low, high = info.minimum, info.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {kind(low)} and {kind(high)}" if high is not None else f"at least {kind(low)}"
+        raise ConfigError(f"{name} must be {bounds}, not {value}")
+    return value
+
+
+def _checked_layers(name: str, value: Any) -> tuple[LayerSpec, ...]:
+    """Layers given as LayerSpecs or [channels, kernel, stride] triples, within the file format's limits."""
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_LAYERS:
+        raise ConfigError(f"{name} must be a list of 1 to {MAX_LAYERS} [channels, kernel, stride] layers")
+    layers = []
+    for i, layer in enumerate(value):
+        triple = dataclasses.astuple(layer) if isinstance(layer, LayerSpec) else layer
+        if not isinstance(triple, (list, tuple)) or len(triple) != 3:
+            raise ConfigError(f"{name}[{i}] must be [channels, kernel, stride], not {layer!r}")
+        numbers = [
+            _checked_number(f"{name}[{i}] {what}", number, OptionInfo("", minimum=1, maximum=high), int)
+            for what, number, high in zip(
+                ("channels", "kernel", "stride"), triple, (MAX_LAYER_CHANNELS, MAX_KERNEL, MAX_STRIDE)
+            )
+        ]
+        layers.append(LayerSpec(*numbers))
+    return tuple(layers)
+
+
 @dataclass(frozen=True)
 class EncoderOptions:
     """The encoder settings a user chooses; the preset supplies everything else.
@@ -438,6 +667,12 @@ class EncoderOptions:
     kernel: int | None = _option("the poster's filter size k", minimum=1, maximum=64, presets=(Preset.PAPER,))
     slope: float | None = _option("Leaky ReLU slope ε", minimum=0.0, maximum=0.5)
 
+    # --- Presets from files: the training and network a settings file may also set ---------
+    #: Overrides of the preset's training and network (:class:`TrainingOverrides`); the API
+    #: takes a dict of them too. Not a flag each: they come from ``--config FILE.toml``.
+    training: TrainingOverrides = field(default_factory=TrainingOverrides)
+    # --- end of presets from files ----------------------------------------------------------
+
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "preset", Preset(self.preset))
@@ -452,6 +687,7 @@ class EncoderOptions:
         targets = [name for name in TARGET_OPTIONS if getattr(self, name) is not None]
         if len(targets) > 1:
             raise ConfigError(f"give one target, not {' and '.join(targets)}")
+        self._check_training()
 
     @property
     def rate_target(self) -> RateTarget | None:
@@ -465,7 +701,7 @@ class EncoderOptions:
     @classmethod
     def create(cls, preset: Preset | str = Preset.DEFAULT, **settings: Any) -> EncoderOptions:
         """Options from keyword arguments, refusing names that are not settings."""
-        unknown = sorted(set(settings) - set(option_infos()))
+        unknown = sorted(set(settings) - set(option_infos()) - {"training"})
         if unknown:
             raise ConfigError(f"unknown setting {unknown[0]!r} (settings: {', '.join(option_infos())})")
         return cls(preset, **settings)
@@ -478,7 +714,10 @@ class EncoderOptions:
         """``preset=fast, steps=30, seed=1``: for reports and progress lines."""
         return ", ".join(
             [f"preset={self.preset.value}"]
-            + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.chosen().items()]
+            + [
+                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in {**self.chosen(), **_described(self.training.chosen())}.items()
+            ]
         )
 
     def resolve(
@@ -493,7 +732,7 @@ class EncoderOptions:
         """
         if channels not in (1, 3):
             raise ConfigError(f"images must have 1 or 3 channels, not {channels}")
-        base = PRESETS[self.preset]
+        base = self.training.apply(PRESETS[self.preset])
         if self.preset is Preset.PAPER:
             config = _paper(
                 ratio=self.ratio or base.encoder[0].stride,
@@ -501,6 +740,7 @@ class EncoderOptions:
                 slope=base.slope,
                 channels=channels,
             )
+            config = self.training.apply(config)
         else:
             target = self.rate_target
             if self.quality is not None:
@@ -525,6 +765,9 @@ class EncoderOptions:
         }
         if self.rate_target is not None:
             updates.update(quality=level, rate_target=self.rate_target)
+        forced = self.training.layers(channels)
+        if forced is not None:
+            updates.update(encoder=forced[0], decoder=forced[1])
         return dataclasses.replace(config, **updates)
 
     def fingerprint(self, channels: int = 3) -> str:
@@ -536,7 +779,91 @@ class EncoderOptions:
         """
         fields = dataclasses.asdict(self.resolve(channels))
         fields.pop("description", None)
+        if self.training.forces_network():  # else the network depends on the image, unlike here
+            fields["forced_network"] = True
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+    # --- Presets from files ---------------------------------------------------------------
+
+    def _check_training(self) -> None:
+        """Take ``training`` as a dict too, and refuse a network set twice for the paper preset."""
+        if isinstance(self.training, dict):
+            unknown = sorted(set(self.training) - set(training_infos()))
+            if unknown:
+                raise ConfigError(
+                    f"unknown training setting {unknown[0]!r} (settings: {', '.join(training_infos())})"
+                )
+            object.__setattr__(self, "training", TrainingOverrides(**self.training))
+        elif not isinstance(self.training, TrainingOverrides):
+            raise ConfigError(f"training must be a TrainingOverrides or a dict, not {self.training!r}")
+        if self.training.forces_network() and (self.ratio is not None or self.kernel is not None):
+            raise ConfigError(
+                "ratio and kernel shape the paper preset's own network: not with network or layers"
+            )
+
+    @classmethod
+    def spelled_out(cls, preset: Preset | str) -> EncoderOptions:
+        """``preset`` with every setting written out at the preset's value: a file to edit.
+
+        It resolves to the same configuration as the bare preset for any image. Left unset are
+        ``steps`` and ``seconds`` (the effort is ``training.reference_steps``, scaled to the
+        image's size; an exact ``steps`` would not scale) and the network (the preset chooses
+        it by quality and image).
+        """
+        preset = Preset(preset)
+        base = PRESETS[preset]
+        settings: dict[str, Any] = {"seed": base.seed, "slope": base.slope}
+        if preset is Preset.PAPER:
+            settings.update(ratio=base.encoder[0].stride, kernel=base.encoder[0].kernel)
+        else:
+            settings["quality"] = base.quality
+        return cls(preset, training=TrainingOverrides.of(base), **settings)
+
+    @classmethod
+    def from_toml(cls, text: str | os.PathLike[str], source: str = "<string>") -> EncoderOptions:
+        """Options from the text of a settings file (see :meth:`to_toml`); ``source`` names it in errors.
+
+        A ``pathlib.Path`` (not a ``str``, which is always text) is read as
+        :meth:`from_toml_file` reads it.
+
+        Top-level keys are ``preset`` and the user options, the ``[training]`` table holds
+        :class:`TrainingOverrides`. An unknown key or table, or a bad value, is a
+        :class:`ccnn.errors.ConfigFileError` naming the key and ``source``.
+        """
+        if isinstance(text, os.PathLike):
+            return cls.from_toml_file(text)
+        return _options_from_document(cls, tomlfile.parse(text, source), source)
+
+    @classmethod
+    def from_toml_file(cls, path: str | os.PathLike[str]) -> EncoderOptions:
+        """Options from the settings file at ``path`` (``ccnn compress --config``)."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigFileError(f"{path}: cannot read the settings file ({reason})") from None
+        return cls.from_toml(text, str(path))
+
+    def to_toml(self) -> str:
+        """These options as a settings file: every setting, unset ones as comments.
+
+        ``from_toml(to_toml())`` gives these options back exactly (floats are written in their
+        shortest exact form), and ``to_toml(from_toml(text))`` gives ``text`` back for any text
+        written here, so a tuner's files can be compared and diffed.
+        """
+        top: list[tuple[str, Any, str]] = [("preset", self.preset.value, f"one of {', '.join(Preset)}")]
+        for name, info in option_infos().items():
+            if self.preset in info.presets:
+                top.append((name, getattr(self, name), info.help))
+        training = [
+            (name, _toml_value(getattr(self.training, name)), info.help)
+            for name, info in training_infos().items()
+        ]
+        header = (
+            "ccnn encoder settings: ccnn compress IMAGE --config THIS.toml (flags override them).",
+            "A setting commented out takes the preset's value.",
+        )
+        return tomlfile.write(header, [(None, top), ("training", training)])
 
 
 def option_infos() -> dict[str, OptionInfo]:
@@ -766,3 +1093,56 @@ def training_phases(config: CodecConfig) -> tuple[TrainingPhase, ...]:
         crops_per_step=config.crops_per_step,
     )
     return (crops, whole_image)
+
+
+# --- Presets from files: the mapping between settings files and EncoderOptions -------------------
+
+
+def _described(training: dict[str, Any]) -> dict[str, Any]:
+    """Training overrides as short values for :meth:`EncoderOptions.describe`."""
+    return {
+        name: "/".join(f"{s.channels}x{s.kernel}s{s.stride}" for s in value)
+        if name.endswith("_layers")
+        else ",".join(f"{t:g}" for t in value) or "off"
+        if name == "soft_rounding"
+        else value
+        for name, value in training.items()
+    }
+
+
+def _toml_value(value: Any) -> Any:
+    """A training override as TOML writes it: layers as [channels, kernel, stride] triples."""
+    if isinstance(value, tuple) and value and isinstance(value[0], LayerSpec):
+        return [list(dataclasses.astuple(layer)) for layer in value]
+    return value
+
+
+def _options_from_document(
+    cls: type[EncoderOptions], document: dict[str, Any], source: str
+) -> EncoderOptions:
+    """:class:`EncoderOptions` from a parsed settings file, every error naming ``source``."""
+    top = {key: value for key, value in document.items() if not isinstance(value, dict)}
+    tables = {key: value for key, value in document.items() if isinstance(value, dict)}
+    unknown_tables = sorted(set(tables) - {"training"})
+    if unknown_tables:
+        raise ConfigFileError(f"{source}: unknown table [{unknown_tables[0]}] (tables: [training])")
+    known = {"preset", *option_infos()}
+    unknown = sorted(set(top) - known)
+    if unknown:
+        raise ConfigFileError(
+            f"{source}: unknown setting {unknown[0]!r} (settings: {', '.join(sorted(known))}, and [training])"
+        )
+    training = tables.get("training", {})
+    unknown = sorted(set(training) - set(training_infos()))
+    if unknown:
+        raise ConfigFileError(
+            f"{source}: unknown setting {unknown[0]!r} in [training] "
+            f"(settings: {', '.join(training_infos())})"
+        )
+    preset = top.pop("preset", Preset.DEFAULT.value)
+    try:
+        return cls(preset, training=TrainingOverrides(**training), **top)
+    except ConfigFileError:
+        raise
+    except ConfigError as exc:
+        raise ConfigFileError(f"{source}: {exc}") from None

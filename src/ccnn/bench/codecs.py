@@ -425,12 +425,15 @@ class CcnnCodec(Codec):
         return f"ccnn {__version__}, format {FORMAT_VERSION}, code {self.fingerprint}"
 
     def key(self, quality: Quality) -> dict[str, Any]:
-        return {
+        key = {
             **super().key(quality),
             "preset": self.encoder.preset.value,
             "config": repr(dataclasses.asdict(self.config(quality))),
             "device": self.device or "auto",
         }
+        if self.encoder.training.forces_network():  # else the image picks it: not in "config"
+            key["network"] = "forced"
+        return key
 
     def quality_label(self, quality: Quality) -> str:
         return f"λ={quality:g}" if self._sweeps_ratio else f"q={quality:g}"
