@@ -927,8 +927,6 @@ REFINE_EVAL_INTERVAL = 40
 #: With a rate target, the whole-image phase is evaluated (and its price of a dB steered) this
 #: often instead: more corrections, each smaller (``ccnn.encoder.rate.GAIN``).
 RATE_CONTROL_INTERVAL = 20
-#: ... and the crop phase this often, so that the networks too learn at about the right price.
-RATE_CONTROL_CROP_INTERVAL = 50
 
 #: What a training phase trains on, what learns, its rounding stand-in and its loss.
 PhaseData = Literal["crops", "image"]
@@ -1070,7 +1068,7 @@ def training_phases(config: CodecConfig) -> tuple[TrainingPhase, ...]:
         learning_rate=config.learning_rate,
         hard_share=0.0 if refine else config.hard_rounding_fraction,
         loss="squared_error",
-        eval_interval=CROP_EVAL_INTERVAL if config.rate_target is None else RATE_CONTROL_CROP_INTERVAL,
+        eval_interval=CROP_EVAL_INTERVAL,
         crop_size=config.crop_size,
         crops_per_step=config.crops_per_step,
     )

@@ -35,6 +35,16 @@ BYTES_AIM = 0.975
 PSNR_MARGIN = 0.05
 
 
+#: The price of a dB stays within this factor of the starting quality level's: beyond, the
+#: next level's network would serve better, and a controller that winds up further only
+#: oscillates.
+SCALE_BOUND = 16.0
+
+
+def _bounded(scale: float) -> float:
+    return min(max(scale, 1.0 / SCALE_BOUND), SCALE_BOUND)
+
+
 @dataclass
 class RateController:
     """Steers ``quality_scale`` towards ``target`` for an image of ``pixels``.
@@ -68,16 +78,16 @@ class RateController:
         else:
             error = math.log(self.aim_bpp() / max(self.correction * file_bpp, 1e-9))
         step = min(max(GAIN * error, -math.log(MAX_STEP)), math.log(MAX_STEP))
-        return scale * math.exp(step)
+        return _bounded(scale * math.exp(step))
 
     def jump(self, scale: float, file_bytes: int, psnr: float) -> float:
         """The price of a dB to restart from when a packed file missed: the whole error at once,
         assuming the rate grows as the square root of the price (:data:`RATE_ELASTICITY`) late in
         training, when the latent moves least."""
         if self.target.kind == "psnr":
-            return scale * math.exp((self.target.value + PSNR_MARGIN - psnr) / DB_PER_LOG_SCALE)
+            return _bounded(scale * math.exp((self.target.value + PSNR_MARGIN - psnr) / DB_PER_LOG_SCALE))
         ratio = self.aim_bpp() / max(8.0 * file_bytes / self.pixels, 1e-9)
-        return scale * ratio ** (1.0 / RATE_ELASTICITY)
+        return _bounded(scale * ratio ** (1.0 / RATE_ELASTICITY))
 
     def reached(self, file_bytes: int, psnr: float) -> bool:
         """Whether a file of ``file_bytes`` and ``psnr`` meets the target (:data:`RATE_TOLERANCE`)."""

@@ -376,7 +376,9 @@ class Trainer:
     def steer(self) -> None:
         """Let the rate controller move the price of a dB after an evaluation (the next steps
         train at the new price; the best state is tracked afresh, since losses at different
-        prices do not compare)."""
+        prices do not compare). Only the whole-image phases steer: on crops the rate follows
+        the networks' learning more than the price, and steering there wound the price up by a
+        factor of 700 on kodim23."""
         if self.controller is None:
             return
         scale = self.controller.steer(self.config.quality_scale, self.last.file_bpp, self.last.psnr)
@@ -424,8 +426,8 @@ class Trainer:
                 self.restore_best()
                 optimizer = Adam(parameter_groups)
                 lr_scale *= 0.5
-            elif due:
-                if phase.learns == "latent" and self.calibrate is not None and any(
+            elif due and phase.learns == "latent":
+                if self.calibrate is not None and any(
                     done + 1 == round(point * steps) // phase.eval_interval * phase.eval_interval
                     for point in CALIBRATION_POINTS
                 ):
