@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,19 @@ def test_an_unreachable_target_writes_the_closest_file_and_fails(tmp_path: Path,
     assert main([*args, "--target-size", "0.1k"]) == 1
     assert out.exists() and len(out.read_bytes()) > 100
     assert math.isfinite(ccnn.read_info(out).bpp)
+
+
+def test_the_target_is_in_the_file_and_in_info(tmp_path: Path, crop: np.ndarray, capsys) -> None:
+    result = ccnn.compress_image(crop, "fast", steps=30, seed=1, target_psnr=20.0)
+    info = ccnn.read_info(result.data)
+    assert info.note == "target PSNR 20 dB" and info.total_bytes == len(result.data)
+    assert info.as_dict()["bytes"]["encoder_note"] == len(info.note)
+    path = tmp_path / "t.ccnn"
+    path.write_bytes(result.data)
+    assert main(["info", str(path)]) == 0
+    assert "encoder       target PSNR 20 dB" in capsys.readouterr().out
+    assert ccnn.read_info(ccnn.compress_image(crop, "fast", steps=3, seed=1).data).note == ""
+    # a note of bad text is refused as a corrupted file
+    body = result.data[:-4].replace(b"target PSNR 20 dB", b"target PSNR 20 d\xff")
+    with pytest.raises(ccnn.FormatError, match="encoder note"):
+        ccnn.read_info(body + zlib.crc32(body).to_bytes(4, "little"))

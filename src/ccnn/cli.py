@@ -205,9 +205,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("latent", info.latent_bytes),
         *((("alpha", info.alpha_bytes),) if info.alpha else ()),
         *((kind.upper(), size) for kind, size in info.metadata_bytes.items() if size),
+        *((("note", len(info.note.encode())),) if info.note else ()),
     ):
         print(f"{name:<13} {size:>9} bytes  {100.0 * size / total:5.1f}%")
     print(f"{'total':<13} {total:>9} bytes  {info.bpp:.4f} bpp")
+    if info.note:
+        print(f"{'encoder':<13} {info.note}")
     return 0
 
 

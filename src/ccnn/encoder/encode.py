@@ -132,7 +132,13 @@ def overhead_estimator(fixed_bytes: int) -> Callable[[CCNN, LatentEntropyModel],
 
 
 def _framing_bytes(
-    config: CodecConfig, height: int, width: int, channels: int, alpha_data: bytes | None, metadata: Metadata
+    config: CodecConfig,
+    height: int,
+    width: int,
+    channels: int,
+    alpha_data: bytes | None,
+    metadata: Metadata,
+    note: str,
 ) -> int:
     """Bytes of a file of these settings that are not coded weights or latent symbols: the
     header, section framing, the weight and latent models' parameters, the context model,
@@ -155,6 +161,7 @@ def _framing_bytes(
         latent_data=b"",
         alpha_data=alpha_data,
         metadata=metadata,
+        note=note,
     )
     return len(container.pack(empty))
 
@@ -185,14 +192,15 @@ def encode(
     container.check_decodable(config.decoder_spec(), height, width, operation="compressing")
     metadata = metadata or Metadata()
     alpha_data = None if alpha is None else encode_alpha(alpha)
-    framing = _framing_bytes(config, height, width, channels, alpha_data, metadata)
+    note = "" if config.rate_target is None else config.rate_target.describe()
+    framing = _framing_bytes(config, height, width, channels, alpha_data, metadata, note)
     controller = None if config.rate_target is None else RateController(config.rate_target, height * width)
     phases = training_phases(config)
 
     def calibrate(trainer: Trainer) -> None:
         """Pack the state just evaluated, and teach the controller the estimate's error."""
         assert controller is not None
-        packed = _pack(pixels, trainer.config, trainer.snapshot(), alpha_data, metadata)
+        packed = _pack(pixels, trainer.config, trainer.snapshot(), alpha_data, metadata, note)
         quality = psnr(pixels, decode(packed)[:, :, :channels])
         controller.calibrate(trainer.last.file_bpp, trainer.last.psnr, len(packed), quality)
 
@@ -206,7 +214,10 @@ def encode(
         calibrate if controller is not None else None,
     )
     result = trainer.run(phases)
-    data = _pack(pixels, trainer.config, result, alpha_data, metadata)
+    if result.stopped_by_time:
+        budget = f"a time budget ended training after {result.steps} of {config.steps} steps"
+        note = f"{note}; {budget}" if note else budget
+    data = _pack(pixels, trainer.config, result, alpha_data, metadata, note)
     decoded = decode(data)
     target_note, target_reached = None, True
     if controller is not None:
@@ -219,7 +230,7 @@ def encode(
             refine = phases[-1]
             extra = max(RATE_CONTROL_INTERVAL * 2, round(CORRECTIVE_SHARE * config.steps * refine.share))
             result = trainer.resume(refine, extra)
-            data = _pack(pixels, trainer.config, result, alpha_data, metadata)
+            data = _pack(pixels, trainer.config, result, alpha_data, metadata, note)
             decoded = decode(data)
             quality = psnr(pixels, decoded[:, :, :channels])
         target_note = controller.outcome(len(data), quality)
@@ -245,6 +256,7 @@ def _pack(
     result: FitResult,
     alpha_data: bytes | None,
     metadata: Metadata,
+    note: str = "",
 ) -> bytes:
     """Quantize and code a training result into the bytes of a .ccnn file.
 
@@ -289,5 +301,6 @@ def _pack(
         latent_data=latent_data,
         alpha_data=alpha_data,
         metadata=metadata,
+        note=note,
     )
     return container.pack(contents)

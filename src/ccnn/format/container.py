@@ -7,7 +7,8 @@ Layout (all integers little-endian; the full specification is docs/format.md)::
     hdr_len    u16      length of the header fields that follow
     header     hdr_len  image size, pixel mode, the restoring network, optional sections (v5)
     3 sections          tag u8 | length u32 | payload; tags 1 weights, 2 entropy, 3 latent
-    0-4 sections        version 5, as the header's last byte says: 4 alpha, 5 ICC, 6 EXIF, 7 XMP
+    0-5 sections        version 5, as the header's last byte says: 4 alpha, 5 ICC, 6 EXIF, 7 XMP,
+                        8 encoder note
     crc32      u32      zlib.crc32 of every byte before it
 
 Parsing runs no network and allocates nothing that depends on a size before every field has
@@ -44,15 +45,21 @@ SECTION_LATENT = 3
 SECTION_ALPHA = 4
 #: Metadata sections by kind, in file order (tags 5, 6, 7).
 SECTION_METADATA = {kind: SECTION_ALPHA + 1 + i for i, kind in enumerate(METADATA_KINDS)}
+#: What the encoder was asked for when it matters to a reader: a rate target, or a time budget
+#: that ended training early (UTF-8 text; written only then, since its bytes count in the rate).
+SECTION_NOTE = SECTION_ALPHA + 1 + len(METADATA_KINDS)
 SECTION_NAMES = {
     SECTION_WEIGHTS: "decoder weights",
     SECTION_ENTROPY: "entropy model",
     SECTION_LATENT: "latent",
     SECTION_ALPHA: "alpha",
     **{tag: kind.upper() for kind, tag in SECTION_METADATA.items()},
+    SECTION_NOTE: "encoder note",
 }
 #: Optional sections (version 5): bit ``tag - 4`` of the header's last byte says the section is there.
-OPTIONAL_SECTIONS = (SECTION_ALPHA, *SECTION_METADATA.values())
+OPTIONAL_SECTIONS = (SECTION_ALPHA, *SECTION_METADATA.values(), SECTION_NOTE)
+#: Longest encoder note a reader accepts, in bytes (a few dozen are written).
+MAX_NOTE_BYTES = 1024
 #: Longest metadata section (ICC profile, EXIF or XMP packet) a reader accepts, in bytes. Real
 #: ones are kilobytes (JPEG caps EXIF at 64 KiB; large ICC profiles and XMP with an editing
 #: history reach a few MiB).
@@ -113,6 +120,7 @@ class CCNNFile:
     latent_data: bytes
     alpha_data: bytes | None = None  # the alpha section's payload (ccnn.format.alpha), if any
     metadata: Metadata = field(default_factory=Metadata)
+    note: str = ""  # the encoder note (SECTION_NOTE); empty: none
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -139,6 +147,7 @@ class FileInfo:
     latent_bytes: int
     alpha_bytes: int = 0  # 0: no alpha plane (the image is opaque)
     metadata: Metadata = field(default_factory=Metadata)
+    note: str = ""  # what the encoder was asked for, when it matters (a target, a time budget)
 
     @property
     def alpha(self) -> bool:
@@ -160,6 +169,7 @@ class FileInfo:
             + self.latent_bytes
             + self.alpha_bytes
             + sum(self.metadata_bytes.values())
+            + len(self.note.encode())
         )
 
     @property
@@ -193,9 +203,11 @@ class FileInfo:
                 "latent": self.latent_bytes,
                 "alpha": self.alpha_bytes,
                 **self.metadata_bytes,
+                "encoder_note": len(self.note.encode()),
                 "total": self.total_bytes,
             },
             "bpp": self.bpp,
+            "encoder_note": self.note,
         }
 
 
@@ -258,6 +270,11 @@ def _optional_payloads(contents: CCNNFile) -> dict[int, bytes]:
         if kind == "exif" and value[:4] not in EXIF_HEADERS:
             raise ValueError("EXIF must be a TIFF structure (no Exif\\0\\0 prefix)")
         optional[SECTION_METADATA[kind]] = value
+    if contents.note:
+        note = contents.note.encode()
+        if len(note) > MAX_NOTE_BYTES:
+            raise ValueError(f"an encoder note of {len(note)} bytes (at most {MAX_NOTE_BYTES})")
+        optional[SECTION_NOTE] = note
     return optional
 
 
@@ -299,6 +316,8 @@ def _split(data: bytes) -> tuple[int, bytes, dict[int, bytes]]:
             raise FormatError(f"file is corrupted (expected section {expected}, found {tag})")
         offset += _SECTION.size
         # lengths are checked before anything is sliced: a hostile length costs nothing
+        if expected == SECTION_NOTE and length > MAX_NOTE_BYTES:
+            raise LimitError(f"file claims an encoder note of {length} bytes (at most {MAX_NOTE_BYTES})")
         if expected in SECTION_METADATA.values() and length > MAX_METADATA_BYTES:
             raise LimitError(
                 f"file claims {length} bytes of {SECTION_NAMES[expected]} metadata "
@@ -331,6 +350,19 @@ def _metadata(sections: dict[int, bytes]) -> Metadata:
     if "exif" in found and found["exif"][:4] not in EXIF_HEADERS:
         raise FormatError("file is corrupted (EXIF section does not start with a TIFF header)")
     return Metadata(**found)
+
+
+def _note(sections: dict[int, bytes]) -> str:
+    """The encoder note, or "" when the file has none; it must be non-empty UTF-8 text."""
+    if SECTION_NOTE not in sections:
+        return ""
+    try:
+        note = sections[SECTION_NOTE].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("file is corrupted (encoder note is not UTF-8 text)") from None
+    if not note or not note.isprintable():
+        raise FormatError("file is corrupted (encoder note is empty or not printable text)")
+    return note
 
 
 def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
@@ -560,6 +592,7 @@ def unpack(data: bytes) -> CCNNFile:
         latent_data=sections[SECTION_LATENT],
         alpha_data=sections.get(SECTION_ALPHA),
         metadata=_metadata(sections),
+        note=_note(sections),
     )
 
 
@@ -572,7 +605,9 @@ def read_info(data: bytes) -> FileInfo:
     latent_bytes = len(sections[SECTION_LATENT])
     alpha_bytes = len(sections.get(SECTION_ALPHA, b""))
     metadata = _metadata(sections)
-    optional_bytes = alpha_bytes + sum(len(value) for value in metadata.present().values())
+    note = _note(sections)
+    metadata_bytes = sum(len(value) for value in metadata.present().values())
+    optional_bytes = alpha_bytes + metadata_bytes + len(note.encode())
     return FileInfo(
         version=version,
         height=height,
@@ -585,4 +620,5 @@ def read_info(data: bytes) -> FileInfo:
         latent_bytes=latent_bytes,
         alpha_bytes=alpha_bytes,
         metadata=metadata,
+        note=note,
     )
