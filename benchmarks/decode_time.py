@@ -36,7 +36,7 @@ import numpy as np
 
 import ccnn
 from ccnn.format.container import unpack
-from ccnn.format.decode import crop, decode_file_latent, decode_weights
+from ccnn.format.decode import decode_file_latent, decode_weights
 from ccnn.format.exact import restore_exact
 from ccnn.imageio import load_image
 from ccnn.settings import RD_NETWORKS
@@ -54,13 +54,18 @@ class _Block(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, _Block())
 """
-NO_TORCH_INFO = NO_TORCH + """
+NO_TORCH_INFO = (
+    NO_TORCH
+    + """
 import ccnn
 from pathlib import Path
 info = ccnn.read_info(Path(sys.argv[1]).read_bytes())
 print(info.width, info.height, info.total_bytes, info.bpp)
 """
-NO_TORCH_DECOMPRESS = NO_TORCH + """
+)
+NO_TORCH_DECOMPRESS = (
+    NO_TORCH
+    + """
 import ccnn
 from pathlib import Path
 from ccnn.files import write_atomic
@@ -70,6 +75,7 @@ pixels = ccnn.decompress(Path(sys.argv[1]).read_bytes())
 write_atomic(out, encode_image(pixels, out), force=True)
 assert "torch" not in sys.modules
 """
+)
 
 
 def kodak_size(pixels: np.ndarray) -> np.ndarray:
@@ -119,7 +125,7 @@ def stages(data: bytes) -> dict[str, float]:
     t2 = time.perf_counter()
     latent = decode_file_latent(contents)
     t3 = time.perf_counter()
-    crop(restore_exact(contents.spec, tensors, latent), contents)
+    restore_exact(contents.spec, tensors, latent, (contents.height, contents.width))
     t4 = time.perf_counter()
     times["unpack"], times["weights"], times["latent"], times["restore"] = t1 - t0, t2 - t1, t3 - t2, t4 - t3
     start = time.perf_counter()
