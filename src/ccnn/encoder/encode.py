@@ -21,7 +21,7 @@ from ..format.entropy import GroupModel, encode_groups, encode_latent, estimate_
 from ..format.exact import restore_exact
 from ..format.spec import QuantizedTensor
 from ..metrics import bpp as bits_per_pixel
-from ..metrics import psnr
+from ..metrics import mse, psnr
 from ..settings import CodecConfig
 from .entropy_model import LatentEntropyModel
 from .quantize import quantize_latent, quantize_tensor
@@ -75,12 +75,38 @@ def _search_precisions(cost_of: Callable[[tuple[int, ...]], float], count: int) 
     return tuple(precisions)
 
 
+#: Most latent positions the final entropy tuning looks at (5x a Kodak-size ``fine`` latent):
+#: a larger latent is represented by crops of TUNE_CROP x TUNE_CROP positions spread over it.
+TUNE_POSITIONS = 1 << 17
+TUNE_CROP = 128
+
+
+def _tuning_sample(latent: np.ndarray) -> np.ndarray:
+    """The latent (1, L, h, w), or for a large one a batch of crops spread over it (N, L, c, c).
+
+    Tuning a few numbers per channel needs a sample of the symbols, not all of them; the whole
+    latent of a 24-megapixel photo would cost the model's maps of 18 million symbols, 50 times
+    over. The crops start on multiples of 16, so their context phases are the latent's.
+    """
+    _, height, width = latent.shape
+    if height * width <= TUNE_POSITIONS:
+        return latent[None]
+    side_h, side_w = min(TUNE_CROP, height), min(TUNE_CROP, width)
+    count = max(1, TUNE_POSITIONS // (side_h * side_w))
+    down = max(1, min(count, round(math.sqrt(count * height / width))))
+    across = max(1, count // down)
+    tops = sorted({int(t) // 16 * 16 for t in np.linspace(0, height - side_h, down)})
+    lefts = sorted({int(t) // 16 * 16 for t in np.linspace(0, width - side_w, across)})
+    return np.stack([latent[:, t : t + side_h, x : x + side_w] for t in tops for x in lefts])
+
+
 def _tune_entropy(entropy: LatentEntropyModel, latent: np.ndarray, steps: int = 50) -> None:
     """Fit the entropy model to the actual integer latent (cheap: a few numbers per channel).
 
-    Why 50 steps: docs/decisions.md, "Final entropy tuning".
+    Why 50 steps: docs/decisions.md, "Final entropy tuning". A large latent is tuned on a
+    sample of it (:func:`_tuning_sample`).
     """
-    symbols = torch.from_numpy(latent.astype(np.float32))[None]
+    symbols = torch.from_numpy(_tuning_sample(latent).astype(np.float32))
     optimizer = torch.optim.Adam(entropy.parameters(), lr=0.05)
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
@@ -98,10 +124,6 @@ def _quantize_decoder(result: FitResult, precisions: tuple[int, ...]) -> list[Qu
         tensors.append(quantize_tensor(weight, exponent))
         tensors.append(quantize_tensor(bias, BIAS_EXPONENT))
     return tensors
-
-
-def _crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.ascontiguousarray(pixels[:height, :width])
 
 
 def encode(
@@ -130,9 +152,10 @@ def encode(
             tensors = _quantize_decoder(result, precisions)
             models = [weight_model(t.ints) for t in tensors]
             weight_bits = sum(estimate_bits(t.ints, m) for t, m in zip(tensors, models))
-            decoded = _crop(restore_exact(spec, tensors, latent), height, width)
-            mse = float(np.mean((decoded.astype(np.float64) - pixels) ** 2)) / 255.0**2
-            cost = rd_objective(weight_bits / (height * width), mse, config)
+            decoded = restore_exact(spec, tensors, latent, (height, width))
+            # in bands, exact: the whole image in float64 three times over would be 1.7 GB at 24 MP
+            error = mse(pixels, decoded) / 255.0**2
+            cost = rd_objective(weight_bits / (height * width), error, config)
             costs[precisions] = (cost, tensors, models)
         return costs[precisions][0]
 
@@ -161,4 +184,3 @@ def encode(
         train_seconds=result.seconds,
         encode_seconds=time.perf_counter() - start,
     )
-
