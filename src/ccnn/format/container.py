@@ -345,8 +345,9 @@ def decode_cost(spec: DecoderSpec, height: int, width: int) -> tuple[int, int]:
     :data:`ccnn.format.entropy.CONTEXT_VALUES` symbols and 24 per position of the largest
     phase, with spatial context; one plane without) and what
     :func:`ccnn.format.exact.restore_exact` holds: the int32 latent, the uint8 pixels and, for
-    the largest band (:func:`ccnn.format.exact.band_height`, with its halo), each layer's
-    float64 zero-padded input and output and strip scratch; plus the weights. Work: for each
+    the largest band (:func:`ccnn.format.exact.band_height`, with its halo), every layer's
+    float64 zero-padded input (kept from band to band) and the largest strip scratch; plus the
+    weights. Work: for each
     layer, the output values a band computes (its rows and halo) times the bands, x input
     channels x (kernel / stride)**2 multiply-adds plus one step per output value, plus one per
     latent symbol. Both are estimates made before anything is allocated; benchmarks/bombs.py
@@ -367,30 +368,26 @@ def decode_cost(spec: DecoderSpec, height: int, width: int) -> tuple[int, int]:
     rows = min(h, band_height(spec, w))
     bands = -(-h // rows)
     band = _interior_band(spec, rows)
-    largest_band = 0
+    held_arrays = scratch = 0
     work = symbols
     margin = input_margin(spec.layers[0])
     layer_h = h
     for i, layer in enumerate(spec.layers):
-        last = i == len(spec.layers) - 1
         held = min(layer_h, band.held[i][1] - band.held[i][0])
         computed = min(layer_h, band.computed[i][1] - band.computed[i][0])
-        out_w = w * layer.stride
-        band_bytes = 8 * c_in * (held + 2 * margin) * (w + 2 * margin)
-        band_bytes += _strip_bytes(c_in, computed, w, margin, layer)
+        # every layer's band input is kept from band to band (exact._Buffers): they add up
+        held_arrays += 8 * c_in * (held + 2 * margin) * (w + 2 * margin)
+        layer_scratch = _strip_bytes(c_in, computed, w, margin, layer)
         if i == 0:
-            band_bytes += 4 * c_in * held * w  # the magnitudes of the band's latent
-        if not last:
-            next_margin = input_margin(spec.layers[i + 1])
-            out_held = min(layer_h * layer.stride, band.held[i + 1][1] - band.held[i + 1][0])
-            band_bytes += 8 * layer.channels * (out_held + 2 * next_margin) * (out_w + 2 * next_margin)
-        else:
-            next_margin = 0
-        largest_band = max(largest_band, band_bytes)
+            layer_scratch += 4 * c_in * held * w  # the magnitudes of the band's latent
+        scratch = max(scratch, layer_scratch)
+        out_w = w * layer.stride
         out_values = layer.channels * computed * layer.stride * out_w
         taps = layer.kernel * layer.kernel / (layer.stride * layer.stride)
         work += bands * (int(out_values * c_in * taps) + out_values)
+        next_margin = input_margin(spec.layers[i + 1]) if i + 1 < len(spec.layers) else 0
         c_in, w, margin, layer_h = layer.channels, out_w, next_margin, layer_h * layer.stride
+    largest_band = held_arrays + scratch
     pixels = spec.layers[-1].channels * height * width
     restore = 4 * symbols + pixels + largest_band
     peak = max(entropy, restore) + 24 * spec.parameter_count  # the weights as int32 and float64s
