@@ -70,6 +70,7 @@ def bombs() -> dict[str, bytes]:
         "deep-512": build(512, 512, [(256, 2, 1)] * 15 + [(3, 2, 1)], 1, weight=0),
         # a real 1 kB file whose header claims 4096x4096
         "real-4096": resized((DATA / "v4-fast-rgb.ccnn").read_bytes(), 4096, 4096),
-        # not a bomb: the fine network's shape at the largest size the limits admit it
+        # not a bomb: the fine network's shape at the largest size the per-array limit admitted
+        # it before the decoder restored in bands (any size within MAX_PIXELS passes now)
         "fine-largest": build(1364, 8192, [(24, 4, 2), (3, 4, 2)], 12, context=True, latent=bytes(4)),
     }

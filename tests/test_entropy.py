@@ -256,11 +256,20 @@ def _reference_context_stream(latent: np.ndarray, models: list[GroupModel], cont
         ((6, 20, 28), 2, 900.0),  # large values: more distinct neighbour means than positions
     ],
 )
+@pytest.mark.parametrize("group_values", [None, 1, 40])
 def test_context_stream_is_the_reference_coders(
-    shape: tuple[int, int, int], levels: int, spread: float
+    shape: tuple[int, int, int],
+    levels: int,
+    spread: float,
+    group_values: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Phase at a time over every channel, the coder puts the same symbols with the same
-    parameters in the same order as the plain per-channel coder: the same bytes, decoded back."""
+    parameters in the same order as the plain per-channel coder: the same bytes, decoded back.
+    So does it a few channels at a time (``group_values``: one channel, a few), as a large
+    image is coded."""
+    if group_values is not None:
+        monkeypatch.setattr(entropy, "CONTEXT_VALUES", group_values)
     rng = np.random.default_rng(levels * 100 + shape[1])
     channels = shape[0]
     latent = np.round(rng.laplace(0.0, spread, size=shape)).astype(np.int32)

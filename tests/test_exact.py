@@ -165,3 +165,36 @@ def test_strips_give_the_same_numbers(monkeypatch: pytest.MonkeyPatch, strip: in
         spec, params = _network(rng, layers, channels, LatentMode.INTEGER)
         latent = rng.integers(-6, 7, (channels, 11, 7)).astype(np.int32)
         assert np.array_equal(restore_exact(spec, params, latent), _reference_restore(spec, params, latent))
+
+
+@pytest.mark.parametrize("band", [1, 2, 3, 5])
+@pytest.mark.parametrize(
+    ("layers", "channels"),
+    [
+        ([LayerSpec(24, 4, 2), LayerSpec(3, 4, 2)], 12),  # fine
+        ([LayerSpec(8, 4, 2), LayerSpec(8, 4, 2), LayerSpec(3, 4, 2)], 8),  # small
+        ([LayerSpec(3, 10, 4)], 12),  # paper (one layer, halo of two latent rows)
+        ([LayerSpec(6, 5, 1), LayerSpec(4, 2, 4), LayerSpec(3, 7, 3)], 5),  # odd kernels and strides
+    ],
+)
+def test_bands_give_the_pixels_of_the_whole_image(layers: list[LayerSpec], channels: int, band: int) -> None:
+    """Restoring in bands of a few latent rows, each with its halo, gives the whole image's pixels."""
+    rng = np.random.default_rng(band * 7 + channels)
+    spec, params = _network(rng, layers, channels, LatentMode.INTEGER)
+    latent = rng.integers(-6, 7, (channels, 13, 6)).astype(np.int32)
+    whole = restore_exact(spec, params, latent, band=latent.shape[1])
+    assert np.array_equal(whole, _reference_restore(spec, params, latent))
+    assert np.array_equal(restore_exact(spec, params, latent, band=band), whole)
+    stride = spec.latent_stride
+    size = (13 * stride - stride // 2 - 1, 6 * stride - 1)  # cropped within the last band and column
+    cropped = restore_exact(spec, params, latent, size=size, band=band)
+    assert np.array_equal(cropped, whole[: size[0], : size[1]])
+
+
+def test_bands_cover_the_image_with_their_halo() -> None:
+    """Each band holds the rows its taps reach: one more latent row on each side for ``fine``."""
+    layers = (LayerSpec(24, 4, 2), LayerSpec(3, 4, 2))
+    band = exact.band_of(layers, 100, 40, 80)  # latent rows 10..19 of 100
+    assert band.computed == ((9, 21), (20, 40))
+    assert band.held == ((8, 22), (19, 41))
+    assert exact.band_of(layers, 100, 0, 400).held == ((0, 100), (0, 200))

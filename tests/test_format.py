@@ -99,10 +99,13 @@ def test_large_but_valid_header_needing_huge_work_refused(encoded: ccnn.EncodeRe
 
 
 def test_encoder_refuses_a_network_the_decoder_would_refuse_before_training() -> None:
-    """35x35 filters at stride 2 on a 768x512 image exceed the decoder's work limit: say so at once."""
-    pixels = np.zeros((512, 768, 3), dtype=np.uint8)
-    with pytest.raises(LimitError, match="working values"):
-        ccnn.compress(pixels, "paper", ratio=2, kernel=35, steps=1)
+    """64x64 filters at stride 1 on a 1536x1216 image exceed the decoder's work limit: say so at once.
+
+    (35x35 filters at stride 2 on 768x512 were refused for one array's size until the decoder
+    restored in bands; they are within every limit now.)"""
+    pixels = np.zeros((1216, 1536, 3), dtype=np.uint8)
+    with pytest.raises(LimitError, match="multiply-adds"):
+        ccnn.compress(pixels, "paper", ratio=1, kernel=64, steps=1)
 
 
 def test_encoded_file_uses_spatial_context(encoded: ccnn.EncodeResult) -> None:

@@ -12,11 +12,24 @@ import numpy as np
 
 
 def mse(reference: np.ndarray, test: np.ndarray) -> float:
-    """Mean squared error between two uint8 images of the same shape, in 8-bit units."""
+    """Mean squared error between two uint8 images of the same shape, in 8-bit units.
+
+    The squared differences are integers, summed exactly in int64 over bands of rows of about
+    2**20 values, so that a large image is not copied whole to wider types; the float64 mean of
+    the whole arrays is the same number (its sums are exact integers too, below 2**53).
+    """
     if reference.shape != test.shape:
         raise ValueError(f"shape mismatch: {reference.shape} vs {test.shape}")
-    diff = reference.astype(np.float64) - test.astype(np.float64)
-    return float(np.mean(diff * diff))
+    if reference.size == 0 or reference.dtype != np.uint8 or test.dtype != np.uint8:
+        diff = reference.astype(np.float64) - test.astype(np.float64)
+        return float(np.mean(diff * diff))
+    row = reference[:1].size
+    band = max(1, (1 << 20) // max(1, row))
+    total = 0
+    for top in range(0, reference.shape[0], band):
+        diff = reference[top : top + band].astype(np.int32) - test[top : top + band].astype(np.int32)
+        total += int(np.dot(diff.reshape(-1).astype(np.int64), diff.reshape(-1)))
+    return total / reference.size
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:

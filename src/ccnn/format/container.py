@@ -24,8 +24,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import FormatError, LimitError
-from .entropy import CONTEXT_PARAMETERS, MAX_CONTEXT_LEVELS, GroupModel, context_from_ints, context_to_ints
-from .exact import input_margin
+from .entropy import (
+    CONTEXT_PARAMETERS,
+    CONTEXT_VALUES,
+    MAX_CONTEXT_LEVELS,
+    GroupModel,
+    context_from_ints,
+    context_to_ints,
+)
+from .exact import Band, band_height, band_of, input_margin, row_reach
 from .spec import MAX_PIXELS, MAX_SIDE, METADATA_KINDS, DecoderSpec, LatentMode, LayerSpec, Metadata
 
 MAGIC = b"CCNN"
@@ -80,15 +87,19 @@ MAX_LAYER_CHANNELS = 256
 MAX_KERNEL = 64
 MAX_STRIDE = 32
 MAX_DECODER_PARAMETERS = 1 << 22
+#: Largest array of the whole image a decode holds: the latent's symbols or the pixels' values
+#: (64 megapixels of RGB is 2**27.6). The restoring network's arrays are those of one band
+#: (:func:`ccnn.format.exact.restore_exact`), bounded by :func:`decode_cost`.
 MAX_WORK_ELEMENTS = 1 << 28
 #: Most memory a decode may need at its peak, as :func:`decode_cost` estimates it from the header
-#: (the latent, the entropy decoder's arrays, the restoring network's buffers and the pixels).
-#: Every file the encoder makes within the limits above needs less: at most some 1.5 GiB
-#: (the ``paper`` preset at ratio 2 on 64 megapixels), 0.6 GiB for the ``fine`` network.
-MAX_DECODE_BYTES = 2 << 30
+#: (the latent, the entropy decoder's arrays, one band of the restoring network and the
+#: pixels). Every file the encoder makes within the limits above needs less: at most some
+#: 0.9 GiB (the ``fine`` network on 32768 x 2048), 0.8 GiB on 8192 x 8192, 0.3 GiB on a
+#: 24-megapixel photo (docs/decisions.md, "Banded decoding").
+MAX_DECODE_BYTES = 1 << 30
 #: Most work the restoring network may cost, as :func:`decode_cost` counts it: multiply-adds
 #: plus one step per output value and latent symbol, some ten seconds of one CPU core. The
-#: largest legitimate file, 64 megapixels through the ``fine`` network, would cost 2**35.2.
+#: largest legitimate file, 32768 x 2048 through the ``fine`` network, costs 2**35.5.
 MAX_DECODE_WORK = 1 << 36
 #: The context decoder's zero border: 2**(levels - 1) for at most MAX_CONTEXT_LEVELS levels.
 _CONTEXT_PAD = 2 ** (MAX_CONTEXT_LEVELS - 1)
@@ -417,32 +428,51 @@ def _parse_header(header: bytes) -> tuple[int, int, int, DecoderSpec]:
 
 
 def _strip_bytes(c_in: int, h: int, w: int, margin: int, layer: LayerSpec) -> int:
-    """Scratch of :func:`ccnn.format.exact.phase_convolution` for an input (c_in, h, w), in bytes."""
+    """Scratch of :func:`ccnn.format.exact.phase_convolution` and its consumer for an input (c_in, h, w).
+
+    In bytes, counting float64: the stacked views or every tap's products of one strip, the
+    strip's values and the consumer's two buffers of their size.
+    """
     c_out, kernel, stride = layer.channels, layer.kernel, layer.stride
     strip_values = 1 << 18  # exact._STRIP
     if c_in <= c_out:
         taps = (-(-kernel // stride)) ** 2
         rows = min(h, max(1, strip_values // (max(taps * c_in, c_out) * w)))
-        scratch = taps * c_in * rows * w + 2 * c_out * rows * w
+        scratch = taps * c_in * rows * w + 3 * c_out * rows * w
     else:
         padded_w = w + 2 * margin
+        low, high = row_reach(layer)
         rows = min(h, max(1, strip_values // (kernel * kernel * c_out * padded_w)))
-        scratch = kernel * kernel * c_out * (rows + 2 * margin) * padded_w + 2 * c_out * rows * w
+        scratch = kernel * kernel * c_out * (rows + high - low) * padded_w + 3 * c_out * rows * w
     return 8 * scratch
+
+
+def _interior_band(spec: DecoderSpec, rows: int) -> Band:
+    """A band of ``rows`` latent rows far from the image's edges: the largest any band is.
+
+    Its extents do not depend on where it lies (its first output row is a multiple of every
+    product of strides), and a band at an edge is cut by the edge, so no band holds more.
+    """
+    start = -(-(1 << 20) // rows) * rows  # beyond any halo (at most 16 layers of 64 rows)
+    stride = spec.latent_stride
+    return band_of(spec.layers, start + 2 * rows + (1 << 20), start * stride, (start + rows) * stride)
 
 
 def decode_cost(spec: DecoderSpec, height: int, width: int) -> tuple[int, int]:
     """(peak bytes, work) of decoding an image of ``height`` x ``width`` with ``spec``: from the header alone.
 
     Peak bytes: the larger of the entropy decoder's arrays (the int32 latent, its zero-padded
-    copy and magnitudes, and some ten float64 or int32 values per position of its largest phase
-    with spatial context; the per-channel planes and their stack without) and, for each
-    restoring layer, what :func:`ccnn.format.exact.restore_exact` holds while it runs (the
-    int32 latent, the layer's float64 zero-padded input, its float64 padded output or the
-    uint8 pixels and their cropped copy, the strip scratch), plus the weights. Work: for each
-    layer, output values x input channels x (kernel / stride)**2 multiply-adds plus one step
-    per output value, plus one per latent symbol. Both are estimates made before anything is
-    allocated; benchmarks/bombs.py compares them with what decoding takes.
+    copy and magnitudes, some 80 bytes per symbol of the context parameters of at most
+    :data:`ccnn.format.entropy.CONTEXT_VALUES` symbols and 24 per position of the largest
+    phase, with spatial context; one plane without) and what
+    :func:`ccnn.format.exact.restore_exact` holds: the int32 latent, the uint8 pixels and, for
+    the largest band (:func:`ccnn.format.exact.band_height`, with its halo), every layer's
+    float64 zero-padded input (kept from band to band) and the largest strip scratch; plus the
+    weights. Work: for each
+    layer, the output values a band computes (its rows and halo) times the bands, x input
+    channels x (kernel / stride)**2 multiply-adds plus one step per output value, plus one per
+    latent symbol. Both are estimates made before anything is allocated; benchmarks/bombs.py
+    compares them with what decoding takes.
     """
     stride = spec.latent_stride
     h, w = -(-height // stride), -(-width // stride)
@@ -450,28 +480,38 @@ def decode_cost(spec: DecoderSpec, height: int, width: int) -> tuple[int, int]:
     symbols = c_in * h * w
     if spec.latent_context:
         pad = _CONTEXT_PAD
-        largest_phase = c_in * (-(-h // 2)) * (-(-w // 2))
-        entropy = 4 * symbols + 8 * c_in * (h + 2 * pad) * (w + 2 * pad) + 80 * largest_phase
+        largest_phase = (-(-h // 2)) * (-(-w // 2))
+        group = min(c_in, max(1, CONTEXT_VALUES // largest_phase))
+        entropy = 4 * symbols + 8 * c_in * (h + 2 * pad) * (w + 2 * pad)
+        entropy += 80 * group * largest_phase + 24 * largest_phase
     else:
-        entropy = 8 * symbols + 8 * h * w
-    peak = entropy
+        entropy = 4 * symbols + 8 * h * w
+    rows = min(h, band_height(spec, w))
+    bands = -(-h // rows)
+    band = _interior_band(spec, rows)
+    held_arrays = scratch = 0
     work = symbols
     margin = input_margin(spec.layers[0])
+    layer_h = h
     for i, layer in enumerate(spec.layers):
-        last = i == len(spec.layers) - 1
-        out_h, out_w = h * layer.stride, w * layer.stride
-        held = 4 * symbols + 8 * c_in * (h + 2 * margin) * (w + 2 * margin)
-        held += _strip_bytes(c_in, h, w, margin, layer)
-        if last:
-            held += 2 * layer.channels * out_h * out_w  # the pixels and their cropped copy
-            next_margin = 0
-        else:
-            next_margin = input_margin(spec.layers[i + 1])
-            held += 8 * layer.channels * (out_h + 2 * next_margin) * (out_w + 2 * next_margin)
-        peak = max(peak, held)
-        work += layer.channels * h * w * c_in * layer.kernel * layer.kernel + layer.channels * out_h * out_w
-        c_in, h, w, margin = layer.channels, out_h, out_w, next_margin
-    peak += 24 * spec.parameter_count  # the weights as int32, float64 and a scaled float64 copy
+        held = min(layer_h, band.held[i][1] - band.held[i][0])
+        computed = min(layer_h, band.computed[i][1] - band.computed[i][0])
+        # every layer's band input is kept from band to band (exact._Buffers): they add up
+        held_arrays += 8 * c_in * (held + 2 * margin) * (w + 2 * margin)
+        layer_scratch = _strip_bytes(c_in, computed, w, margin, layer)
+        if i == 0:
+            layer_scratch += 4 * c_in * held * w  # the magnitudes of the band's latent
+        scratch = max(scratch, layer_scratch)
+        out_w = w * layer.stride
+        out_values = layer.channels * computed * layer.stride * out_w
+        taps = layer.kernel * layer.kernel / (layer.stride * layer.stride)
+        work += bands * (int(out_values * c_in * taps) + out_values)
+        next_margin = input_margin(spec.layers[i + 1]) if i + 1 < len(spec.layers) else 0
+        c_in, w, margin, layer_h = layer.channels, out_w, next_margin, layer_h * layer.stride
+    largest_band = held_arrays + scratch
+    pixels = spec.layers[-1].channels * height * width
+    restore = 4 * symbols + pixels + largest_band
+    peak = max(entropy, restore) + 24 * spec.parameter_count  # the weights as int32 and float64s
     return peak, work
 
 
@@ -490,11 +530,8 @@ def check_decodable(spec: DecoderSpec, height: int, width: int, operation: str =
         )
     stride = spec.latent_stride
     h, w = -(-height // stride), -(-width // stride)
-    work = spec.latent_channels * h * w
-    for layer in spec.layers:
-        columns = layer.channels * layer.kernel * layer.kernel * h * w
-        h, w = h * layer.stride, w * layer.stride
-        work = max(work, columns, layer.channels * h * w)
+    # the arrays of the whole image (the layers' arrays are those of a band: decode_cost)
+    work = max(spec.latent_channels * h * w, spec.layers[-1].channels * height * width)
     if work > MAX_WORK_ELEMENTS:
         raise LimitError(
             f"{operation} this {width}x{height} image would need {work} working values "

@@ -12,13 +12,14 @@ from .spec import QuantizedTensor
 
 
 def decode(data: bytes) -> np.ndarray:
-    """Unpack and validate, range-decode weights and latent, run the exact restoring network, crop.
+    """Unpack and validate, range-decode weights and latent, restore the pixels (cropped to the image).
 
     An image with an alpha plane comes back with it as its last channel (LA or RGBA).
     """
     contents = unpack(data)
-    pixels = restore_exact(contents.spec, decode_weights(contents), decode_file_latent(contents))
-    return with_alpha(crop(pixels, contents), contents)
+    size = (contents.height, contents.width)
+    pixels = restore_exact(contents.spec, decode_weights(contents), decode_file_latent(contents), size)
+    return with_alpha(pixels, contents)
 
 
 def with_alpha(pixels: np.ndarray, contents: CCNNFile) -> np.ndarray:
@@ -45,8 +46,3 @@ def decode_file_latent(contents: CCNNFile) -> np.ndarray:
     return decode_latent(
         contents.latent_data, contents.latent_shape, list(contents.latent_models), contents.latent_context
     )
-
-
-def crop(pixels: np.ndarray, contents: CCNNFile) -> np.ndarray:
-    """The restored pixels cut to the image's size (the latent covers whole strides)."""
-    return np.ascontiguousarray(pixels[: contents.height, : contents.width])

@@ -116,17 +116,22 @@ def encode_groups(groups: list[np.ndarray], models: list[GroupModel]) -> bytes:
 def decode_groups(data: bytes, sizes: list[int], models: list[GroupModel]) -> list[np.ndarray]:
     """Inverse of :func:`encode_groups`, given each group's symbol count."""
     decoder = _range_decoder(data)
-    out: list[np.ndarray] = []
-    for size, model in zip(sizes, models):
-        if model.hi == model.lo or size == 0:
-            out.append(np.full(size, model.lo, dtype=np.int32))
-            continue
-        try:
-            symbols = decoder.decode(_categorical(model), size)
-        except Exception as exc:
-            raise _corrupt(exc) from None
-        out.append(np.asarray(symbols, dtype=np.int32) + model.lo)
-    return out
+    return [_decode_group(decoder, size, model) for size, model in zip(sizes, models)]
+
+
+def _decode_group(
+    decoder: constriction.stream.queue.RangeDecoder, size: int, model: GroupModel
+) -> np.ndarray:
+    """The next ``size`` symbols of the stream, coded with ``model`` (int32)."""
+    if model.hi == model.lo or size == 0:
+        return np.full(size, model.lo, dtype=np.int32)
+    try:
+        symbols = decoder.decode(_categorical(model), size)
+    except Exception as exc:
+        raise _corrupt(exc) from None
+    symbols = np.asarray(symbols, dtype=np.int32)
+    symbols += model.lo
+    return symbols
 
 
 def estimate_bits(symbols: np.ndarray, model: GroupModel) -> float:
@@ -155,6 +160,9 @@ PATTERN_PARAMETERS = CONTEXT_PARAMETERS // 2
 #: in [-2, 2), [-16, 16), [-8, 8), [-8, 8): half the bytes of float16 (docs/decisions.md,
 #: "Context parameters as int8").
 CONTEXT_STEPS = np.array((1 / 64, 1 / 8, 1 / 16, 1 / 16) * 2)
+#: Most symbols whose context parameters :func:`_code_phases` computes at once: some 80 bytes
+#: each, so about 20 MB (for a larger phase, one channel at a time).
+CONTEXT_VALUES = 1 << 18
 #: Most context levels a file may declare (a grid of spacing 2**8 is already coarser than needed).
 MAX_CONTEXT_LEVELS = 8
 
@@ -224,33 +232,62 @@ def _grid(start: int, step: int, count: int) -> slice:
 
 def _neighbour_sums(
     padded: np.ndarray, magnitude: np.ndarray, pad: int, phase: ContextPhase
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer sums over the neighbours of the phase's positions inside the plane, in every channel.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integer sums over the neighbours of the phase's positions, in each channel given.
 
-    ``padded`` is the latent (L, h, w) with ``pad`` >= ``phase.distance`` zeros around it
-    (int32), and ``magnitude`` its absolute values; each neighbour of the pattern is one
+    ``padded`` is the latent (channels, h, w) with ``pad`` >= ``phase.distance`` zeros around
+    it (int32), and ``magnitude`` its absolute values; each neighbour of the pattern is one
     strided slice of them. Every neighbour inside the plane was coded in an earlier phase
     (:func:`context_phases`), and those outside are zeros of the padding, so the sums are over
-    the known neighbours. Returns (sum, sum of absolute values), each (L, rows, cols) int32,
-    and the neighbour count (rows, cols) as float64, the same in every channel because all
-    channels of a phase are coded together.
+    the known neighbours. Returns (sum, sum of absolute values), each (channels, rows, cols)
+    int32.
     """
-    height, width = padded.shape[1] - 2 * pad, padded.shape[2] - 2 * pad
-    count_r, count_c = phase.shape
-    total = total_abs = count = None
-    for dy, dx in phase.pattern:
-        top, left = phase.row_start + dy * phase.distance, phase.col_start + dx * phase.distance
-        at = (slice(None), _grid(pad + top, phase.step, count_r), _grid(pad + left, phase.step, count_c))
-        rows = top + phase.step * np.arange(count_r)
-        cols = left + phase.step * np.arange(count_c)
-        inside = ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+    total = total_abs = None
+    for at in _neighbour_slices(pad, phase):
         if total is None:
-            total, total_abs, count = padded[at].copy(), magnitude[at].copy(), inside.astype(np.float64)
+            total, total_abs = padded[at].copy(), magnitude[at].copy()
         else:
             total += padded[at]
             total_abs += magnitude[at]
-            count += inside
-    return total, total_abs, np.maximum(count, 1.0)
+    return total, total_abs
+
+
+def _neighbour_slices(pad: int, phase: ContextPhase) -> list[tuple[slice, slice, slice]]:
+    """Each neighbour of the pattern as a strided slice of the padded latent (every channel)."""
+    count_r, count_c = phase.shape
+    slices = []
+    for dy, dx in phase.pattern:
+        top, left = phase.row_start + dy * phase.distance, phase.col_start + dx * phase.distance
+        slices.append(
+            (slice(None), _grid(pad + top, phase.step, count_r), _grid(pad + left, phase.step, count_c))
+        )
+    return slices
+
+
+def _neighbour_count(height: int, width: int, phase: ContextPhase) -> np.ndarray:
+    """How many of each position's neighbours lie inside the plane (at least 1), (rows, cols) float64."""
+    count_r, count_c = phase.shape
+    count = np.zeros(phase.shape)
+    for dy, dx in phase.pattern:
+        top, left = phase.row_start + dy * phase.distance, phase.col_start + dx * phase.distance
+        rows = top + phase.step * np.arange(count_r)
+        cols = left + phase.step * np.arange(count_c)
+        count += ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+    return np.maximum(count, 1.0)
+
+
+def _shared_log(magnitude: np.ndarray, pad: int, phase: ContextPhase, count: np.ndarray) -> np.ndarray:
+    """log2(1/4 + U / (n * L)): the cross-channel activity at the phase's positions, (rows, cols).
+
+    U, the sum of every channel's neighbour magnitudes, is summed channel by channel at each
+    neighbour: the same integer as summing each channel's sum, without holding them all.
+    """
+    channels = magnitude.shape[0]
+    every = None
+    for at in _neighbour_slices(pad, phase):
+        part = magnitude[at].sum(axis=0, dtype=np.int64)
+        every = part if every is None else every + part
+    return np.log2(CONTEXT_OFFSET + every / (count * channels))
 
 
 def _context_parameters(
@@ -258,20 +295,18 @@ def _context_parameters(
     total_abs: np.ndarray,
     count: np.ndarray,
     weights: np.ndarray,
+    shared_log: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Location and scale handed to the coder at the phase's positions, (L, rows, cols) each.
+    """Location and scale handed to the coder at the phase's positions, (channels, rows, cols) each.
 
     ``total`` and ``total_abs`` are each channel's neighbour sums, ``count`` the neighbour
-    count and ``weights`` (L, 4) the channels' (w, a, b, g) of the phase's pattern. Integer
-    sums, exact float64 divisions, then locations rounded to quarters and log2(scale) to
-    eighths, so that both sides compute identical values: element by element these are the
-    operations of the per-channel formula, in the same order, on the same float64 numbers.
+    count, ``weights`` (channels, 4) the channels' (w, a, b, g) of the phase's pattern and
+    ``shared_log`` the cross-channel term (:func:`_shared_log`). Integer sums, exact float64
+    divisions, then locations rounded to quarters and log2(scale) to eighths, so that both
+    sides compute identical values: element by element these are the operations of the
+    per-channel formula, in the same order, on the same float64 numbers.
     """
-    channels = total.shape[0]
     weight, offset, slope, shared = (weights[:, i].reshape(-1, 1, 1) for i in range(PATTERN_PARAMETERS))
-    # the mean absolute value of every channel's neighbours, and its log, once for all channels
-    all_abs = total_abs.sum(axis=0) / (count * channels)
-    shared_log = np.log2(CONTEXT_OFFSET + all_abs)
     # round(w * (total / count) * 4) / 4, in place (the products commute exactly)
     location = total.astype(np.float64)
     location /= count
@@ -324,10 +359,14 @@ def decode_latent(
     data: bytes, shape: tuple[int, int, int], models: list[GroupModel], context: np.ndarray | None
 ) -> np.ndarray:
     """Inverse of :func:`encode_latent`, given the latent's shape."""
-    channels, height, width = shape
+    _, height, width = shape
     if context is None:
-        planes = decode_groups(data, [height * width] * channels, models)
-        return np.stack([p.reshape(height, width) for p in planes])
+        # channel by channel into one array: never the latent twice
+        latent = np.empty(shape, dtype=np.int32)
+        decoder = _range_decoder(data)
+        for c, model in enumerate(models):
+            latent[c] = _decode_group(decoder, height * width, model).reshape(height, width)
+        return latent
     decoder = _range_decoder(data)
     latent = np.zeros(shape, dtype=np.int32)
     try:
@@ -363,8 +402,10 @@ def _code_phases(
     """Encode (or decode into ``latent``) the context phases in order; the one place both sides share.
 
     The stream holds, phase after phase, each coded channel's positions of the phase in raster
-    order (:func:`context_phases`); the work is done on the whole phase at once, for every
-    channel, on a zero-padded copy of the latent.
+    order (:func:`context_phases`); the work is done on the whole phase at once, for as many
+    channels as keep the parameters within :data:`CONTEXT_VALUES` (every channel, but for a
+    large image), on a zero-padded copy of the latent. A range coder's stream does not depend
+    on how its symbols are split between calls, so the groups code what one call would.
     """
     channels, height, width = latent.shape
     pad = 2 ** (context.shape[0] - 1)  # the largest neighbour distance
@@ -398,18 +439,30 @@ def _code_phases(
                     coder.encode((padded[c, rows, cols].reshape(-1) - model.lo).astype(np.int32), categorical)
         else:
             # every channel's neighbours were coded in earlier phases
-            total, total_abs, count = _neighbour_sums(padded, magnitude, pad, phase)
+            count = _neighbour_count(height, width, phase)
+            shared_log = _shared_log(magnitude, pad, phase, count)
             half = 0 if phase.pattern == DIAGONAL else PATTERN_PARAMETERS
             weights = context[phase.level - 1, :, half : half + PATTERN_PARAMETERS]
-            location, scale = _context_parameters(total, total_abs, count, weights)
-            for first, end, lo, hi in runs:
-                laplace = constriction.stream.model.QuantizedLaplace(lo, hi)
-                loc, sc = location[first:end].reshape(-1), scale[first:end].reshape(-1)
-                if decoding:
-                    decoded = np.asarray(coder.decode(laplace, loc, sc), dtype=np.int32)
-                    padded[first:end, rows, cols] = decoded.reshape(end - first, *phase.shape)
-                else:
-                    coder.encode(padded[first:end, rows, cols].reshape(-1), laplace, loc, sc)
+            # a few channels at a time, so that the float64 parameters stay within CONTEXT_VALUES
+            group = max(1, CONTEXT_VALUES // size)
+            for start in range(0, channels, group):
+                stop = min(channels, start + group)
+                total, total_abs = _neighbour_sums(padded[start:stop], magnitude[start:stop], pad, phase)
+                location, scale = _context_parameters(
+                    total, total_abs, count, weights[start:stop], shared_log
+                )
+                for first, end, lo, hi in runs:
+                    first, end = max(first, start), min(end, stop)  # the run's channels in the group
+                    if first >= end:
+                        continue
+                    laplace = constriction.stream.model.QuantizedLaplace(lo, hi)
+                    at_run = slice(first - start, end - start)
+                    loc, sc = location[at_run].reshape(-1), scale[at_run].reshape(-1)
+                    if decoding:
+                        decoded = np.asarray(coder.decode(laplace, loc, sc), dtype=np.int32)
+                        padded[first:end, rows, cols] = decoded.reshape(end - first, *phase.shape)
+                    else:
+                        coder.encode(padded[first:end, rows, cols].reshape(-1), laplace, loc, sc)
         if decoding:
             np.abs(padded[at], out=magnitude[at])
     if decoding:
