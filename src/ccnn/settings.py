@@ -66,12 +66,40 @@ class RateTarget:
 #: 95% of it; a PSNR at least the target (issue 21's contract).
 RATE_TOLERANCE = {"bpp": 0.03, "bytes": 0.05, "psnr": 0.0}
 
-#: Typical whole-file bpp and PSNR of each quality level on photographs (Kodak-24, the
-#: ``default`` preset, docs/results/kodak.md; the levels it did not run are interpolated in
-#: log-bpp): only where rate control starts, choosing the network and the first price of a dB,
-#: which it then steers per image.
-TYPICAL_BPP: tuple[float, ...] = (0.091, 0.137, 0.206, 0.346, 0.581, 0.878, 1.127, 1.446, 1.716)
-TYPICAL_PSNR: tuple[float, ...] = (25.65, 26.8, 27.98, 29.99, 31.99, 34.61, 36.06, 37.51, 38.37)
+#: Where rate control starts: per preset, each quality level's whole-file bpp and PSNR as a
+#: function of the image's detail D (:func:`ccnn.metrics.block_mean_psnr`, low for a detailed
+#: image), log(bpp) = a + b·D and PSNR = c + d·D, as (a, b, c, d) per level. Fitted on the
+#: preset's Kodak-24 run (``python benchmarks/rate_model.py docs/results/kodak/results.csv
+#: ../shared/data/kodak``, and ``kodak-fast`` for ``fast``; levels a run lacks are filled from
+#: their neighbours). At one level the detail term leaves the rate's spread at ±10-20% (log-bpp
+#: residual 0.10-0.20) against ±20-40% without it; the controller steers the rest.
+RateModel = tuple[tuple[float, float, float, float], ...]
+RATE_MODELS: dict[str, RateModel] = {
+    "fast": (
+        (-1.6997, -0.0386, 2.5484, 0.9510),
+        (-1.0739, -0.0508, 3.6839, 0.9399),
+        (-0.4481, -0.0630, 4.8195, 0.9288),
+        (-0.1498, -0.0673, 5.2063, 0.9255),
+        (0.1484, -0.0715, 5.5931, 0.9223),
+        (0.2302, -0.0707, 5.9204, 0.9118),
+        (0.2352, -0.0669, 5.8377, 0.9174),
+        (0.2403, -0.0632, 5.7551, 0.9230),
+        (0.2403, -0.0632, 5.7551, 0.9230),
+    ),
+    "default": (
+        (-2.1441, -0.0119, 0.1190, 1.1278),
+        (-0.6012, -0.0629, 4.6072, 0.9811),
+        (0.9417, -0.1139, 9.0954, 0.8344),
+        (1.9842, -0.1378, 16.0767, 0.6146),
+        (3.0266, -0.1617, 23.0579, 0.3947),
+        (1.9722, -0.0942, 19.6469, 0.6611),
+        (1.9834, -0.0835, 20.0283, 0.7082),
+        (1.9945, -0.0728, 20.4096, 0.7553),
+        (2.1160, -0.0706, 21.3220, 0.7530),
+    ),
+}
+#: The detail of an image whose detail is not known: Kodak's median.
+TYPICAL_DETAIL = 22.6
 
 
 class Distortion(TextEnum):
@@ -746,7 +774,9 @@ class EncoderOptions:
             if self.quality is not None:
                 level = self.quality
             elif target is not None:
-                level = starting_quality(target, pixels or NETWORK_REFERENCE_PIXELS)
+                level = starting_quality(
+                    target, pixels or NETWORK_REFERENCE_PIXELS, block_psnr, self.preset.value
+                )
             else:
                 level = base.quality
             encoder, decoder = rd_network(level, channels, pixels, self.preset, block_psnr)
@@ -877,13 +907,18 @@ def option_infos() -> dict[str, OptionInfo]:
 TARGET_OPTIONS: dict[str, RateTargetKind] = {"target_bpp": "bpp", "max_bytes": "bytes", "target_psnr": "psnr"}
 
 
-def starting_quality(target: RateTarget, pixels: int) -> int:
-    """The quality level whose typical result (:data:`TYPICAL_BPP`, :data:`TYPICAL_PSNR`) is
-    nearest ``target``: rate control starts there and steers the rest per image."""
+def starting_quality(target: RateTarget, pixels: int, detail: float | None, preset: str) -> int:
+    """The quality level whose predicted result (:data:`RATE_MODELS`) for an image of ``pixels``
+    and ``detail`` under ``preset`` is nearest ``target``: rate control starts there and steers
+    the rest."""
+    model = RATE_MODELS[preset]
+    detail = TYPICAL_DETAIL if detail is None else detail
     if target.kind == "psnr":
-        return 1 + int(np.argmin([abs(p - target.value) for p in TYPICAL_PSNR]))
+        psnrs = [c + d * detail for _, _, c, d in model]
+        return 1 + int(np.argmin([abs(p - target.value) for p in psnrs]))
     bpp = target.value if target.kind == "bpp" else 8.0 * target.value / max(pixels, 1)
-    return 1 + int(np.argmin([abs(math.log(b / max(bpp, 1e-6))) for b in TYPICAL_BPP]))
+    predicted = [a + b * detail for a, b, _, _ in model]
+    return 1 + int(np.argmin([abs(p - math.log(max(bpp, 1e-6))) for p in predicted]))
 
 
 def option_type(name: str) -> type:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..format.spec import LatentMode
-from ..settings import DEVICES, CodecConfig, TrainingPhase, training_phases
+from ..settings import DEVICES, CodecConfig, TrainingPhase
 from .entropy_model import LatentEntropyModel
 from .model import CCNN
 from .optim import Adam
@@ -473,22 +473,3 @@ class Trainer:
         self.run_phase(phase, steps=steps)
         return self.finish()
 
-
-def fit(
-    pixels: np.ndarray,
-    config: CodecConfig,
-    progress: ProgressCallback | None = None,
-    device: str | None = None,
-) -> FitResult:
-    """Train a CCNN on ``pixels`` (uint8 H x W x C) under ``config``'s training phases.
-
-    For the rate-distortion presets two phases share the steps (see
-    :func:`ccnn.settings.training_phases`). The *crop* phase trains the compressing and
-    restoring networks on random crops (many cheap steps). The *refine* phase (a share
-    ``config.refine_share`` of the budget) then takes the compressing network's latent of the
-    whole image as a free tensor and optimises it jointly with the restoring network and the
-    entropy model on the whole image: the encoder's output is only a starting point, and the
-    latent is what is coded (docs/decisions.md, "Training through noise, then a whole-image
-    refine phase").
-    """
-    return Trainer(pixels, config, progress, device).run(training_phases(config))
