@@ -19,12 +19,13 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from . import __version__, compress_image, decompress, read_info
+from . import __version__, compress_image, decompress, read_info, videocli
 from .batch.command import add_batch_command
 from .bench.cli import add_bench_commands
 from .demo import run_demo
 from .errors import CCNNError, ConfigError, FormatError
 from .files import check_writable, write_atomic
+from .format.video import is_video
 from .imageio import encode_image
 from .options import (
     TrainingProgress,
@@ -36,6 +37,7 @@ from .options import (
     set_threads,
 )
 from .settings import Preset
+from .videoio import is_clip_path
 
 #: Output extensions whose format loses detail: decompressing to them re-encodes the pixels.
 LOSSY_SUFFIXES = frozenset(
@@ -64,6 +66,8 @@ def _read_bytes(path: Path) -> bytes:
 def cmd_compress(args: argparse.Namespace) -> int:
     set_threads(args)
     source = _path(args.image)
+    if is_clip_path(source):  # a video file, a Y4M file or a folder of frames: a clip
+        return videocli.compress_clip(args, source)
     out = _path(args.output) if args.output else source.with_suffix(".ccnn")
     check_writable(out, args.force, inputs=(source,))
     with TrainingProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
@@ -83,9 +87,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def cmd_decompress(args: argparse.Namespace) -> int:
     source = _path(args.file)
+    data = _read_bytes(source)
+    if is_video(data):
+        return videocli.decompress_clip(args, source, data)
     out = _path(args.output) if args.output else source.with_name(f"{source.stem}-ccnn.png")
     check_writable(out, args.force, inputs=(source,))
-    data = _read_bytes(source)
     start = time.perf_counter()
     pixels = decompress(data)
     seconds = time.perf_counter() - start
@@ -98,7 +104,10 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = read_info(_read_bytes(_path(args.file)))
+    data = _read_bytes(_path(args.file))
+    if is_video(data):
+        return videocli.print_info(data, args.json)
+    info = read_info(data)
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
         return 0
@@ -148,22 +157,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    compress = commands.add_parser("compress", help="train on an image and write a .ccnn file")
-    compress.add_argument("image", help="input image (PNG, JPEG, BMP, TIFF, ...)")
+    compress = commands.add_parser("compress", help="train on an image or a clip and write a .ccnn file")
+    compress.add_argument(
+        "image", help="input image (PNG, JPEG, BMP, TIFF, ...) or clip (.mp4, .mkv, .y4m, a folder of frames)"
+    )
     compress.add_argument("-o", "--output", help="output .ccnn file (default: IMAGE with .ccnn)")
     add_encoder_options(compress)
+    compress.add_argument("--frames", type=int, help="clips: code only the first N frames")
+    compress.add_argument(
+        "--intra-period", type=int, help="clips: an intra frame every N frames (default 0: the first only)"
+    )
     add_threads_option(compress)
     compress.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     compress.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     compress.set_defaults(func=cmd_compress)
 
-    dec = commands.add_parser("decompress", help="decode a .ccnn file into an image")
+    dec = commands.add_parser("decompress", help="decode a .ccnn file into an image or a clip")
     dec.add_argument("file", help="input .ccnn file")
     dec.add_argument(
         "-o",
         "--output",
         help="output image; format from the extension (default: FILE's name with -ccnn.png, "
-        "so that it cannot replace the original photo.png)",
+        "so that it cannot replace the original photo.png); a clip: OUT.y4m or a folder OUT/ of PNG frames",
     )
     dec.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     dec.add_argument("--quiet", action="store_true", help="no summary")

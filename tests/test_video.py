@@ -1,0 +1,194 @@
+"""Clips: the version-6 container, its hostile-input checks, Y4M, the API and the command line.
+
+Every clip here is generated (a few tiny frames of a moving pattern), so nothing needs
+../shared; the tests that read an mp4 write one with PyAV first and skip without it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ccnn
+from ccnn.cli import main
+from ccnn.errors import FormatError, ImageError, LimitError
+from ccnn.format.video import (
+    INTRA,
+    PREDICTED,
+    decode_video,
+    is_video,
+    read_video_info,
+    subsample_chroma,
+    unpack_video,
+)
+from ccnn.videoio import YUVClip, clip_from_yuv444, psnr_yuv, read_clip, read_y4m, rgb_to_yuv444, y4m_bytes
+
+STEPS = 24
+
+
+def moving_clip(frames: int = 4, height: int = 24, width: int = 32) -> YUVClip:
+    """A smooth pattern drifting one pixel per frame: consecutive frames alike, as in a clip."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    out = []
+    for t in range(frames):
+        r = 128 + 90 * np.sin((cols + t) / 5.0) * np.cos(rows / 7.0)
+        g = 128 + 60 * np.cos((rows + cols + t) / 9.0)
+        b = 100 + 50 * np.sin(rows / 4.0 + t / 3.0)
+        out.append(np.stack([r, g, b], axis=-1))
+    rgb = np.clip(np.rint(np.stack(out)), 0, 255).astype(np.uint8)
+    return clip_from_yuv444(rgb_to_yuv444(rgb), Fraction(25))
+
+
+@pytest.fixture(scope="module")
+def coded() -> ccnn.VideoEncodeResult:
+    return ccnn.compress_video(moving_clip(), "fast", steps=STEPS, seed=3, quality=5)
+
+
+def test_round_trip_is_exact_and_measured(coded: ccnn.VideoEncodeResult) -> None:
+    frames = list(ccnn.decompress_video(coded.data))
+    assert len(frames) == 4
+    assert coded.frame_kinds == (INTRA, PREDICTED, PREDICTED, PREDICTED)
+    for frame, y in zip(frames, coded.decoded.y):
+        np.testing.assert_array_equal(frame.y, y)
+    assert frames[0].u.shape == (12, 16)
+    decoded = YUVClip(*(np.stack([getattr(f, p) for f in frames]) for p in "yuv"), Fraction(25))
+    assert psnr_yuv(moving_clip(), decoded) == coded.psnr
+    assert coded.bpp == pytest.approx(8 * len(coded.data) / (4 * 24 * 32))
+
+
+def test_same_seed_same_bytes(coded: ccnn.VideoEncodeResult) -> None:
+    again = ccnn.compress_video(moving_clip(), "fast", steps=STEPS, seed=3, quality=5)
+    assert again.data == coded.data
+
+
+def test_seek_starts_at_the_intra_frame(coded: ccnn.VideoEncodeResult) -> None:
+    everything = list(decode_video(coded.data))
+    tail = list(decode_video(coded.data, start=2))
+    assert len(tail) == 2
+    np.testing.assert_array_equal(tail[0].y, everything[2].y)
+    with pytest.raises(IndexError):
+        decode_video(coded.data, start=4)
+
+
+def test_intra_period() -> None:
+    result = ccnn.compress_video(moving_clip(), "fast", steps=8, seed=1, intra_period=2)
+    assert result.frame_kinds == (INTRA, PREDICTED, INTRA, PREDICTED)
+    info = read_video_info(result.data)
+    assert len(info.frame_bytes["intra"]) == 2
+    tail = list(decode_video(result.data, start=3))
+    np.testing.assert_array_equal(tail[0].v, result.decoded.v[3])
+
+
+def test_info(coded: ccnn.VideoEncodeResult) -> None:
+    info = ccnn.read_video_info(coded.data)
+    assert (info.frames, info.width, info.height, info.fps) == (4, 32, 24, Fraction(25))
+    assert info.total_bytes == len(coded.data)
+    assert info.shared_bytes + sum(map(sum, info.frame_bytes.values())) == len(coded.data)
+    assert info.kbps == pytest.approx(8 * len(coded.data) * 25 / 4 / 1000)
+    assert info.as_dict()["frame_counts"] == {"intra": 1, "predicted": 3}
+    assert is_video(coded.data) and not is_video(coded.data[:4])
+
+
+def _recrc(data: bytes) -> bytes:
+    body = data[:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_hostile_and_damaged_files(coded: ccnn.VideoEncodeResult) -> None:
+    data = coded.data
+    with pytest.raises(FormatError, match="truncated"):
+        unpack_video(data[:-9])
+    with pytest.raises(FormatError, match="checksum"):
+        unpack_video(data[:-1] + bytes([data[-1] ^ 1]))
+    # a header claiming more frames than the file holds: refused, nothing allocated for them
+    more = bytearray(data)
+    struct.pack_into("<I", more, 7, 1 << 20)
+    with pytest.raises(FormatError, match="truncated"):
+        unpack_video(_recrc(bytes(more)))
+    too_many = bytearray(data)
+    struct.pack_into("<I", too_many, 7, (1 << 20) + 1)
+    with pytest.raises(LimitError, match="frames"):
+        unpack_video(_recrc(bytes(too_many)))
+    zero_rate = bytearray(data)
+    struct.pack_into("<I", zero_rate, 11, 0)
+    with pytest.raises(LimitError, match="frame rate"):
+        unpack_video(_recrc(bytes(zero_rate)))
+    with pytest.raises(FormatError, match="not a ccnn clip"):
+        unpack_video(data[:4] + bytes([4]) + data[5:])
+    with pytest.raises(FormatError):
+        ccnn.decompress(data)  # the image reader refuses version 6
+
+
+def test_chroma_subsampling_rounds_and_handles_odd_sizes() -> None:
+    plane = np.array([[0, 1, 9], [2, 2, 9], [255, 255, 7]], dtype=np.uint8)
+    np.testing.assert_array_equal(subsample_chroma(plane), [[(0 + 1 + 2 + 2 + 2) >> 2, 9], [255, 7]])
+
+
+def test_y4m_round_trip_and_truncation(tmp_path: Path) -> None:
+    clip = moving_clip(3, 10, 14)
+    data = b"".join(y4m_bytes([clip], 14, 10, Fraction(30000, 1001)))
+    back = read_y4m(data)
+    assert back.fps == Fraction(30000, 1001)
+    for plane in "yuv":
+        np.testing.assert_array_equal(getattr(back, plane), getattr(clip, plane))
+    with pytest.raises(ImageError, match="truncated"):
+        read_y4m(data[:-5])
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
+    with pytest.raises(ImageError, match="still image"):
+        read_clip(tmp_path / "photo.png")
+    with pytest.raises(ImageError, match="no such file"):
+        read_clip(tmp_path / "missing.y4m")
+
+
+def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = moving_clip(3)
+    source = tmp_path / "clip.y4m"
+    source.write_bytes(b"".join(y4m_bytes([clip], clip.width, clip.height, clip.fps)))
+    out = tmp_path / "clip.ccnn"
+    assert main(["compress", str(source), "-o", str(out), "--preset", "fast", "--steps", "6", "--quiet"]) == 0
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "3 frames" in text and "predicted frames" in text and "kbps" in text
+    y4m = tmp_path / "back.y4m"
+    assert main(["decompress", str(out), "-o", str(y4m), "--quiet"]) == 0
+    back = read_y4m(y4m.read_bytes())
+    frames = list(ccnn.decompress_video(out.read_bytes()))
+    np.testing.assert_array_equal(back.y, np.stack([f.y for f in frames]))  # lossless
+    folder = tmp_path / "frames"
+    assert main(["decompress", str(out), "-o", f"{folder}/", "--quiet"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [f"frame_{i:06d}.png" for i in range(3)]
+    # a folder of frames is a clip too
+    assert main(["compress", str(folder), "-o", str(tmp_path / "f.ccnn"), "--steps", "4", "--quiet"]) == 0
+    assert main(["decompress", str(out), "-o", str(y4m), "--quiet"]) == 1  # exists
+    assert main(["compress", str(source), "--seconds", "3", "--quiet"]) == 2  # image-only setting
+    truncated = tmp_path / "cut.ccnn"
+    truncated.write_bytes(out.read_bytes()[:-20])
+    assert main(["decompress", str(truncated), "-o", str(tmp_path / "x.y4m")]) == 1
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_mp4_through_pyav(tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    clip = moving_clip(3, 32, 48)
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        stream.options = {"qp": "0"}
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(
+                np.concatenate([clip.y[i], clip.u[i].reshape(8, 48), clip.v[i].reshape(8, 48)]), "yuv420p"
+            )
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    back = read_clip(path)
+    assert back.frames == 3 and back.fps == Fraction(25)
+    np.testing.assert_array_equal(back.y, clip.y)  # lossless x264: the planes come back as written
+    with pytest.raises(ImageError, match="cannot read as video"):
+        (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+        read_clip(tmp_path / "bad.mp4")
