@@ -75,6 +75,19 @@ def test_seek_starts_at_the_intra_frame(coded: ccnn.VideoEncodeResult) -> None:
         decode_video(coded.data, start=4)
 
 
+def test_pixel_prediction_round_trip() -> None:
+    result = ccnn.compress_video(moving_clip(3), "fast", steps=10, seed=2, prediction="pixels")
+    assert unpack_video(result.data).residual
+    frames = list(ccnn.decompress_video(result.data))
+    np.testing.assert_array_equal(np.stack([f.u for f in frames]), result.decoded.u)
+    tail = list(decode_video(result.data, start=2))
+    np.testing.assert_array_equal(tail[0].y, frames[2].y)
+
+
+def test_latent_prediction_is_the_preset_default(coded: ccnn.VideoEncodeResult) -> None:
+    assert not unpack_video(coded.data).residual
+
+
 def test_intra_period() -> None:
     result = ccnn.compress_video(moving_clip(), "fast", steps=8, seed=1, intra_period=2)
     assert result.frame_kinds == (INTRA, PREDICTED, INTRA, PREDICTED)
@@ -192,3 +205,19 @@ def test_mp4_through_pyav(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="cannot read as video"):
         (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
         read_clip(tmp_path / "bad.mp4")
+
+
+def test_restoring_on_a_zero_base_changes_nothing() -> None:
+    from ccnn.format.exact import restore_exact
+    from ccnn.format.spec import DecoderSpec, LatentMode, LayerSpec, QuantizedTensor
+
+    rng = np.random.default_rng(0)
+    spec = DecoderSpec((LayerSpec(4, 4, 2), LayerSpec(3, 4, 2)), 2, 4, 0.1, LatentMode.INTEGER, False)
+    shapes = spec.parameter_shapes()
+    params = [QuantizedTensor(rng.integers(-20, 20, size=shape).astype(np.int32), 6) for shape in shapes]
+    latent = rng.integers(-5, 6, size=(2, 3, 5)).astype(np.int32)
+    plain = restore_exact(spec, params, latent)
+    np.testing.assert_array_equal(restore_exact(spec, params, latent, np.zeros_like(plain)), plain)
+    shifted = restore_exact(spec, params, latent, np.full_like(plain, 7))
+    inside = (plain > 0) & (plain < 248)
+    np.testing.assert_array_equal(shifted[inside], plain[inside] + 7)

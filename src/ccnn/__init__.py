@@ -148,6 +148,7 @@ def compress_video(
     steps: int | None = None,
     seed: int | None = None,
     intra_period: int | None = None,
+    prediction: str | None = None,
     max_frames: int | None = None,
     progress: ProgressCallback | None = None,
     device: str | None = None,
@@ -157,9 +158,14 @@ def compress_video(
     ``clip`` is a video file (read with PyAV, the ``[video]`` extra), a Y4M file, a folder of
     image frames, a :class:`YUVClip` or RGB frames (N, H, W, 3). Training stops after the
     preset's step count (``steps`` overrides it), so a seed gives the same bytes on any load.
+    ``prediction`` is ``"latent"`` (the presets': each latent a difference from the previous
+    one) or ``"pixels"`` (each frame a residual on the previous decoded frame); see
+    :class:`ccnn.settings.VideoConfig`.
     """
     require_torch()
-    config = video_config(preset, quality=quality, steps=steps, seed=seed, intra_period=intra_period)
+    config = video_config(
+        preset, quality=quality, steps=steps, seed=seed, intra_period=intra_period, prediction=prediction
+    )
     from .encoder.video import encode_video  # torch: imported on the first encode only
 
     loaded = load_clip(clip, max_frames)

@@ -611,7 +611,11 @@ class VideoConfig:
     second as a latent delta); the rest optimise every frame's latent as a free tensor with the
     restoring network and both entropy models, ``frames_per_step`` consecutive frames per step
     (0: the whole clip). ``intra_period`` puts an intra frame every that many frames (0: the
-    first frame only).
+    first frame only). ``prediction``: ``"latent"`` codes a predicted frame's latent as its
+    difference from the previous frame's; ``"pixels"`` codes a latent whose restoration is
+    added to the previous decoded frame (a residual), and then re-fits each frame's latent for
+    ``closed_loop_steps`` steps on the exactly decoded previous frame, so that the quantized
+    weights' errors do not pile up along the clip.
     """
 
     name: str
@@ -628,7 +632,9 @@ class VideoConfig:
     hard_rounding_fraction: float = 0.1
     soft_rounding: tuple[float, float] | None = (0.3, 0.1)
     context_levels: int = 2
-    frames_per_step: int = 0
+    frames_per_step: int = 8
+    prediction: Literal["latent", "pixels"] = "latent"
+    closed_loop_steps: int = 10
     seed: int = 0
     description: str = field(default="", compare=False)
 
@@ -668,7 +674,7 @@ class VideoConfig:
 #: The clip presets. Why these budgets and networks: docs/decisions.md and docs/results/video.md.
 VIDEO_PRESETS: dict[str, VideoConfig] = {
     "fast": VideoConfig("fast", network="small", steps=600, description="short training, small network"),
-    "default": VideoConfig("default", network="medium", steps=2000, description="the clip default"),
+    "default": VideoConfig("default", network="medium", steps=2400, description="the clip default"),
 }
 
 
@@ -678,11 +684,16 @@ def video_config(
     steps: int | None = None,
     seed: int | None = None,
     intra_period: int | None = None,
+    prediction: str | None = None,
 ) -> VideoConfig:
     """The :class:`VideoConfig` of ``preset`` with the given settings, range-checked."""
     if preset not in VIDEO_PRESETS:
         raise ConfigError(f"unknown clip preset {preset!r} (choose from {', '.join(VIDEO_PRESETS)})")
-    updates: dict[str, int] = {}
+    updates: dict[str, Any] = {}
+    if prediction is not None:
+        if prediction not in ("latent", "pixels"):
+            raise ConfigError(f"prediction must be latent or pixels, not {prediction!r}")
+        updates["prediction"] = prediction
     for name, value, low, high in (
         ("quality", quality, 1, len(VIDEO_QUALITY_SLOPES)),
         ("steps", steps, 1, 10**7),

@@ -31,12 +31,13 @@ from ..format import container
 from ..format.entropy import GroupModel, encode_groups, encode_latent, estimate_bits, weight_model
 from ..format.exact import restore_exact
 from ..format.spec import QuantizedTensor
-from ..format.video import INTRA, PREDICTED, decode_video, frame_from_yuv444, pack_video
+from ..format.video import INTRA, INTRA_BASE, PREDICTED, decode_video, frame_from_yuv444, pack_video
 from ..settings import YUV_WEIGHTS, VideoConfig
 from ..videoio import YUVClip, psnr_yuv
 from .encode import _quantize_decoder, _search_precisions
 from .entropy_model import LatentEntropyModel
 from .model import CCNN
+from .quantize import round_ste
 from .result import Progress, ProgressCallback, VideoEncodeResult
 from .train import (
     FitResult,
@@ -255,6 +256,8 @@ def encode_video(
     device: str | None = None,
 ) -> VideoEncodeResult:
     """Compress ``clip`` into the bytes of a version-6 .ccnn file, and decode it to measure it."""
+    if config.prediction == "pixels":
+        return encode_residual(clip, config, progress, device)
     start = time.perf_counter()
     codec = config.codec_config()
     spec = codec.decoder_spec()
@@ -313,25 +316,7 @@ def encode_video(
         latent_data=b"",
     )
     data = pack_video(network, clip.fps, delta_models, delta_context, payloads)
-    frames = list(decode_video(data))
-    decoded = YUVClip(
-        np.stack([f.y for f in frames]),
-        np.stack([f.u for f in frames]),
-        np.stack([f.v for f in frames]),
-        clip.fps,
-    )
-    return VideoEncodeResult(
-        data=data,
-        decoded=decoded,
-        psnr=psnr_yuv(clip, decoded),
-        bpp=8.0 * len(data) / (clip.frames * height * width),
-        kbps=8.0 * len(data) * float(clip.fps) / clip.frames / 1000.0,
-        frame_bytes=tuple(len(p) for _, p in payloads),
-        frame_kinds=tuple(kinds),
-        steps=fit.steps,
-        train_seconds=fit.seconds,
-        encode_seconds=time.perf_counter() - start,
-    )
+    return _result(data, clip, kinds, payloads, fit.steps, fit.seconds, start)
 
 
 def _frame_psnr_yuv(clip: YUVClip, index: int, frame: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
@@ -341,3 +326,241 @@ def _frame_psnr_yuv(clip: YUVClip, index: int, frame: tuple[np.ndarray, np.ndarr
         mse = float(np.mean((ref.astype(np.float64) - out) ** 2))
         total += weight * (100.0 if mse == 0 else 10 * math.log10(255.0**2 / mse))
     return total
+
+
+# --- Pixel prediction: each frame a residual against the previous decoded frame -----------------
+
+#: Mid-grey, the base of an intra frame (:data:`ccnn.format.video.INTRA_BASE`) in 0..1.
+_GREY = INTRA_BASE / 255.0
+
+
+def reconstruct(values: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """The decoder's frame in 0..1: clamp(round(255 * value + 255 * base)) / 255, rounding straight-through.
+
+    ``base`` is a previous frame as the decoder has it (integers / 255) or mid-grey, so the
+    training chain sees the decoder's own rounding and clipping.
+    """
+    return torch.clamp(round_ste(values * 255.0 + base * 255.0), 0.0, 255.0) / 255.0
+
+
+class ResidualTrainer(VideoTrainer):
+    """Clip training with pixel prediction: every frame is restored on a base (grey or the previous frame).
+
+    The compressing network sees the frame minus its base, so an intra frame and a predicted
+    one differ only in their base; the free latents are optimised over windows of consecutive
+    frames, the frame before a window taken from a cache of the decoded frames (refreshed
+    whenever a window passes over them; no gradient flows into it).
+    """
+
+    def pairs_loss(self, hard: bool, fraction: float) -> tuple[torch.Tensor, float, float]:
+        stride = self.codec.total_stride
+        side = min(self.config.crop_size, self.frames.shape[-2], self.frames.shape[-1])
+        size = max(stride, side // stride * stride)
+        t = int(self.rng.integers(0, max(self.count - 1, 1)))
+        pair = self.frames[t : t + 2] if self.count > 1 else self.frames[:1].repeat(2, 1, 1, 1)
+        crops = _crop_batch(pair.reshape(1, -1, *pair.shape[-2:]), size, self.config.crops_per_step, self.rng)
+        first, second = crops[:, :3], crops[:, 3:]
+        coded_a, rate_a = quantize_for_training(self.model.analyse(first - _GREY), self.codec, hard)
+        decoded_a = reconstruct(self.model.restore(coded_a), torch.full_like(first, _GREY))
+        coded_b, rate_b = quantize_for_training(self.model.analyse(second - decoded_a), self.codec, hard)
+        decoded_b = reconstruct(self.model.restore(coded_b), decoded_a)
+        n = first.shape[0]
+        intra_bits = self.intra_model.bits(rate_a)
+        predicted_bits = self.delta_model.bits(rate_b)
+        bpp = (
+            2
+            * (self.intra_share * intra_bits + (1 - self.intra_share) * predicted_bits)
+            / (2 * n * size * size)
+        )
+        distortion = psnr_loss(plane_errors(torch.cat([decoded_a, decoded_b]), torch.cat([first, second])))
+        loss = bpp + self.config.psnr_slope * distortion
+        return loss, -float(distortion.detach()), float(bpp.detach())
+
+    def base(self, index: int) -> torch.Tensor:
+        """What frame ``index`` is restored on: grey for an intra frame, else the cached previous frame."""
+        if self.intra[index]:
+            return torch.full_like(self.frames[:1], _GREY)
+        return self.decoded[index - 1 : index]
+
+    def free_latents(self) -> None:
+        """Each frame's latent from the compressing network on its residual, in decoding order."""
+        latents, decoded = [], []
+        with torch.no_grad():
+            for i in range(self.count):
+                base = torch.full_like(self.frames[:1], _GREY) if self.intra[i] else decoded[-1]
+                latent = self.model.analyse(self.frames[i : i + 1] - base)
+                latents.append(latent)
+                decoded.append(reconstruct(self.model.restore(torch.round(latent)), base))
+        self.latent = torch.nn.Parameter(torch.cat(latents).clone())
+        self.decoded = torch.cat(decoded)
+
+    def refine_loss(self, hard: bool, fraction: float) -> tuple[torch.Tensor, float, float]:
+        assert self.latent is not None
+        first, end = self.window()
+        temperature = None
+        if self.config.soft_rounding is not None:
+            start, stop = self.config.soft_rounding
+            progress = min(fraction / max(1.0 - self.config.hard_rounding_fraction, 1e-9), 1.0)
+            temperature = start + (stop - start) * progress
+        coded, rate_in = quantize_for_training(self.latent[first:end], self.codec, hard, temperature)
+        values = self.model.restore(coded)
+        outputs = []
+        previous = self.base(first)
+        for i in range(end - first):
+            frame = first + i
+            base = torch.full_like(previous, _GREY) if self.intra[frame] else previous
+            previous = reconstruct(values[i : i + 1], base)
+            outputs.append(previous)
+        decoded = torch.cat(outputs)
+        self.decoded[first:end] = decoded.detach()
+        bits = coded.new_zeros(())
+        intra = [i for i in range(end - first) if self.intra[first + i]]
+        predicted = [i for i in range(end - first) if not self.intra[first + i]]
+        if intra:
+            bits = bits + self.intra_model.bits(rate_in[intra])
+        if predicted:
+            bits = bits + self.delta_model.bits(rate_in[predicted])
+        bpp = bits / ((end - first) * self.height * self.width)
+        target = self.frames[first:end, :, : self.height, : self.width]
+        distortion = psnr_loss(plane_errors(decoded[..., : self.height, : self.width], target))
+        return bpp + self.config.psnr_slope * distortion, -float(distortion.detach()), float(bpp.detach())
+
+
+def _set_decoder(model: CCNN, tensors: list[QuantizedTensor]) -> None:
+    """Load the quantized restoring weights into the torch model (what the decoder will use)."""
+    with torch.no_grad():
+        for i, (weight, bias) in enumerate(zip(model.decoder_weights, model.decoder_biases)):
+            weight.copy_(torch.from_numpy(tensors[2 * i].values()).to(weight.dtype))
+            bias.copy_(torch.from_numpy(tensors[2 * i + 1].values()).to(bias.dtype))
+
+
+def encode_residual(
+    clip: YUVClip,
+    config: VideoConfig,
+    progress: ProgressCallback | None = None,
+    device: str | None = None,
+) -> VideoEncodeResult:
+    """Compress ``clip`` with pixel prediction (format version 6, flag bit 0).
+
+    Train, choose the weight precisions on the first frames' exact decoding chain, then code
+    the frames in order in a closed loop: each frame's latent is re-fitted for a few steps on
+    the previous frame exactly as the decoder will have it, with the quantized weights, then
+    rounded and decoded exactly to become the next frame's base.
+    """
+    start = time.perf_counter()
+    codec = config.codec_config()
+    spec = codec.decoder_spec()
+    height, width = clip.height, clip.width
+    container.check_decodable(spec, height, width, operation="compressing")
+    trainer = ResidualTrainer(clip, config, progress, device)
+    fit = trainer.run()
+    latents = torch.round(fit.latent).numpy().astype(np.int32)
+    kinds = [INTRA if intra else PREDICTED for intra in trainer.intra]
+    padded_h, padded_w = trainer.frames.shape[-2:]
+    grey = np.full((padded_h, padded_w, 3), INTRA_BASE, dtype=np.uint8)
+    chain = list(range(min(clip.frames, 16)))
+    costs: dict[tuple[int, ...], tuple[float, list[QuantizedTensor], list[GroupModel]]] = {}
+
+    def weight_cost(precisions: tuple[int, ...]) -> float:
+        if precisions not in costs:
+            tensors = _quantize_decoder(fit, precisions)
+            models = [weight_model(t.ints) for t in tensors]
+            bits = sum(estimate_bits(t.ints, m) for t, m in zip(tensors, models))
+            db, previous = [], grey
+            for i in chain:
+                base = grey if kinds[i] == INTRA else previous
+                previous = restore_exact(spec, tensors, latents[i], base)
+                db.append(_frame_psnr_yuv(clip, i, frame_from_yuv444(previous[:height, :width])))
+            cost = bits / (clip.frames * height * width) - config.psnr_slope * float(np.mean(db))
+            costs[precisions] = (cost, tensors, models)
+        return costs[precisions][0]
+
+    _, tensors, weight_models = costs[_search_precisions(weight_cost, len(fit.model.decoder_weights))]
+    model = fit.model
+    _set_decoder(model, tensors)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    intra_model, delta_model = trainer.intra_model.cpu(), trainer.delta_model.cpu()
+    frames = trainer.frames.cpu()
+    final = np.empty_like(latents)
+    previous = grey
+    for i in range(clip.frames):
+        base_np = grey if kinds[i] == INTRA else previous
+        base = torch.from_numpy(base_np.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
+        latent = torch.nn.Parameter(fit.latent[i : i + 1].clone())
+        entropy = intra_model if kinds[i] == INTRA else delta_model
+        optimizer = torch.optim.Adam([latent], lr=config.refine_latent_lr * 0.5)
+        target = frames[i : i + 1, :, :height, :width]
+        for _ in range(config.closed_loop_steps):
+            coded = round_ste(latent)
+            decoded = reconstruct(model.restore(coded), base)[..., :height, :width]
+            bpp = entropy.bits(coded) / (clip.frames * height * width)
+            loss = bpp + config.psnr_slope * psnr_loss(plane_errors(decoded, target))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        final[i] = torch.round(latent.detach()).numpy().astype(np.int32)[0]
+        previous = restore_exact(spec, tensors, final[i], base_np)
+    intra_latents = final[[i for i, k in enumerate(kinds) if k == INTRA]]
+    predicted_latents = final[[i for i, k in enumerate(kinds) if k == PREDICTED]]
+    _tune(intra_model, intra_latents)
+    _tune(delta_model, predicted_latents)
+    channels = codec.latent_channels
+    intra_models = _models(intra_model, intra_latents, channels)
+    delta_models = _models(delta_model, predicted_latents, channels)
+    intra_context, delta_context = intra_model.stored_context(), delta_model.stored_context()
+    payloads = [
+        (
+            kind,
+            encode_latent(
+                final[i], *((intra_models, intra_context) if kind == INTRA else (delta_models, delta_context))
+            ),
+        )
+        for i, kind in enumerate(kinds)
+    ]
+    network = container.CCNNFile(
+        height=height,
+        width=width,
+        channels=3,
+        spec=spec,
+        weight_exponents=tuple(t.exponent for t in tensors),
+        weight_models=tuple(weight_models),
+        weight_data=encode_groups([t.ints for t in tensors], weight_models),
+        latent_models=tuple(intra_models),
+        latent_context=intra_context,
+        latent_data=b"",
+    )
+    data = pack_video(network, clip.fps, delta_models, delta_context, payloads, residual=True)
+    return _result(data, clip, kinds, payloads, fit.steps, fit.seconds, start)
+
+
+def _result(
+    data: bytes,
+    clip: YUVClip,
+    kinds: list[int],
+    payloads: list[tuple[int, bytes]],
+    steps: int,
+    train_seconds: float,
+    start: float,
+) -> VideoEncodeResult:
+    """Decode the file with the decoder itself and measure it."""
+    frames = list(decode_video(data))
+    decoded = YUVClip(
+        np.stack([f.y for f in frames]),
+        np.stack([f.u for f in frames]),
+        np.stack([f.v for f in frames]),
+        clip.fps,
+    )
+    pixels = clip.frames * clip.height * clip.width
+    return VideoEncodeResult(
+        data=data,
+        decoded=decoded,
+        psnr=psnr_yuv(clip, decoded),
+        bpp=8.0 * len(data) / pixels,
+        kbps=8.0 * len(data) * float(clip.fps) / clip.frames / 1000.0,
+        frame_bytes=tuple(len(p) for _, p in payloads),
+        frame_kinds=tuple(kinds),
+        steps=steps,
+        train_seconds=train_seconds,
+        encode_seconds=time.perf_counter() - start,
+    )

@@ -205,8 +205,10 @@ class _Finish:
         bias: np.ndarray,
         slope: float | None,
         grid: float | None,
+        base: np.ndarray | None = None,
     ) -> None:
         self.target, self.offset, self.stride = target, offset, stride
+        self.base = base
         self.scale, self.bias, self.slope, self.grid = scale, bias[:, None, None], slope, grid
         self.spare = np.empty(0)
 
@@ -229,6 +231,8 @@ class _Finish:
         cols = slice(offset + px, self.target.shape[2] - offset, stride)
         if self.grid is None:  # the last layer: pixels
             values *= 255.0
+            if self.base is not None:  # a clip's predicted frame: the residual added to the base
+                values += self.base[:, rows, cols]
             # clip(round(v)) as rint(clip(v)), stored as uint8: the bounds are integers, and
             # np.round of float64 is np.rint
             np.clip(values, 0, 255, out=values)
@@ -239,8 +243,14 @@ class _Finish:
             np.round(values, out=self.target[:, rows, cols])
 
 
-def restore_exact(spec: DecoderSpec, params: list[QuantizedTensor], latent: np.ndarray) -> np.ndarray:
+def restore_exact(
+    spec: DecoderSpec, params: list[QuantizedTensor], latent: np.ndarray, base: np.ndarray | None = None
+) -> np.ndarray:
     """Decode an integer latent (L, h, w) with quantized parameters into uint8 pixels (H, W, C).
+
+    ``base`` (uint8 H x W x C, the latent's full size), when given, is added to the last
+    layer's value times 255 before clipping and rounding: a clip's frame coded as a residual
+    against a prediction (:mod:`ccnn.format.video`).
 
     Per layer: value = sum * (input step * weight step) + bias, Leaky ReLU, then, between
     layers, value * 2**12 rounded (the next layer's integers); the last layer's value times 255,
@@ -301,6 +311,7 @@ def restore_exact(spec: DecoderSpec, params: list[QuantizedTensor], latent: np.n
             bias=bias,
             slope=spec.slope if not last or spec.output_activation else None,
             grid=None if last else (1.0 if folded else grid),
+            base=base.transpose(2, 0, 1).astype(np.float64) if last and base is not None else None,
         )
         phase_convolution(x, margin, weight, layer, finish)
         x, margin = target, offset

@@ -54,6 +54,12 @@ MAX_FRAMES = 1 << 20
 MAX_RATE_TERM = 1 << 20
 #: Colour of the frames: YCbCr, BT.601 limited range, restored 4:4:4 and output 4:2:0.
 COLOUR_YUV420_BT601 = 1
+#: Header flag bit 0: predicted frames are coded as a residual against the previous decoded frame
+#: (*pixel prediction*) rather than as a latent delta; intra frames then are residuals against
+#: mid-grey (128 in every plane).
+FLAG_PIXEL_RESIDUAL = 1
+#: The base an intra frame is restored on in pixel prediction.
+INTRA_BASE = 128
 #: Frame types.
 INTRA = 0
 PREDICTED = 1
@@ -105,6 +111,7 @@ class VideoFile:
     delta_context: np.ndarray | None
     frames: tuple[FrameRecord, ...]
     data: bytes
+    residual: bool = False
 
     @property
     def height(self) -> int:
@@ -226,13 +233,19 @@ def pack_video(
     delta_models: list[GroupModel],
     delta_context: np.ndarray | None,
     frames: list[tuple[int, bytes]],
+    residual: bool = False,
 ) -> bytes:
-    """The bytes of a version-6 file: ``network`` (its latent data empty), then (type, latent) per frame."""
+    """The bytes of a version-6 file: ``network`` (its latent data empty), then (type, latent) per frame.
+
+    ``residual``: predicted frames are pixel residuals (:data:`FLAG_PIXEL_RESIDUAL`), and the
+    delta model is the model of their latents.
+    """
     if not 1 <= len(frames) <= MAX_FRAMES:
         raise ValueError(f"a clip has 1..{MAX_FRAMES} frames, not {len(frames)}")
     if frames[0][0] != INTRA:
         raise ValueError("the first frame must be an intra frame")
-    header = _HEADER.pack(len(frames), fps.numerator, fps.denominator, COLOUR_YUV420_BT601, 0)
+    flags = FLAG_PIXEL_RESIDUAL if residual else 0
+    header = _HEADER.pack(len(frames), fps.numerator, fps.denominator, COLOUR_YUV420_BT601, flags)
     body = _PREFIX.pack(container.MAGIC, VIDEO_FORMAT_VERSION, len(header)) + header
     shared = container.pack(network)
     delta = pack_entropy_model(delta_models, delta_context)
@@ -279,7 +292,7 @@ def unpack_video(data: bytes) -> VideoFile:
         raise LimitError(f"header claims a frame rate of {fps_num}/{fps_den}")
     if colour != COLOUR_YUV420_BT601:
         raise LimitError(f"header names unknown colour format {colour}")
-    if flags:
+    if flags & ~FLAG_PIXEL_RESIDUAL:
         raise LimitError(f"header has unknown flags {flags:#x}")
     # the checksum first: the sections' structure below is then known to be what was written
     if len(data) < _PREFIX.size + _HEADER.size + _CRC.size:
@@ -324,6 +337,7 @@ def unpack_video(data: bytes) -> VideoFile:
         delta_context=delta_context,
         frames=tuple(records),
         data=data,
+        residual=bool(flags & FLAG_PIXEL_RESIDUAL),
     )
 
 
@@ -381,9 +395,12 @@ def intra_before(clip: VideoFile, index: int) -> int:
     raise FormatError(f"file is corrupted (no intra frame before frame {index})")
 
 
-def decode_frame_latents(clip: VideoFile, start: int = 0) -> Iterator[np.ndarray]:
-    """The integer latents (L, h, w) of frames ``start``, ``start + 1``, ..., decoding from the
-    intra frame before ``start``."""
+def decode_frame_latents(clip: VideoFile, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, integer latent (L, h, w)) of the frames from the intra frame before ``start`` on.
+
+    With latent deltas, a predicted frame's latent is the previous one plus the decoded delta;
+    with pixel residuals it is the decoded latent itself.
+    """
     if not 0 <= start < len(clip.frames):
         raise IndexError(f"frame {start} of a {len(clip.frames)}-frame clip")
     shape = clip.network.latent_shape
@@ -394,6 +411,8 @@ def decode_frame_latents(clip: VideoFile, start: int = 0) -> Iterator[np.ndarray
         payload = clip.frame_bytes(i)
         if record.kind == INTRA:
             latent = decode_latent(payload, shape, list(network.latent_models), network.latent_context)
+        elif clip.residual:
+            latent = decode_latent(payload, shape, list(clip.delta_models), clip.delta_context)
         else:
             assert latent is not None
             delta = decode_latent(payload, shape, list(clip.delta_models), clip.delta_context)
@@ -401,14 +420,28 @@ def decode_frame_latents(clip: VideoFile, start: int = 0) -> Iterator[np.ndarray
             if np.abs(latent).max(initial=0) > MAX_LATENT_MAGNITUDE:
                 raise FormatError(f"file is corrupted (frame {i}'s latent leaves the decodable range)")
             latent = latent.astype(np.int32)
-        if i >= start:
-            yield latent
+        yield i, latent
 
 
-def restore_frame(clip: VideoFile, weights: list[QuantizedTensor], latent: np.ndarray) -> YUVFrame:
-    """One frame's pixels from its latent: the exact restoring network, cropped, chroma to 4:2:0."""
-    pixels = restore_exact(clip.network.spec, weights, latent)
-    return frame_from_yuv444(pixels[: clip.height, : clip.width])
+def restored_frames(
+    clip: VideoFile, weights: list[QuantizedTensor], start: int = 0
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, restored YCbCr 4:4:4 pixels at the latent's full size) from the intra frame before ``start``.
+
+    With pixel residuals each frame is restored on a base: mid-grey for an intra frame, the
+    previous frame's full-size pixels for a predicted one.
+    """
+    previous: np.ndarray | None = None
+    for i, latent in decode_frame_latents(clip, start):
+        base = None
+        if clip.residual:
+            if clip.frames[i].kind == INTRA or previous is None:
+                stride = clip.network.spec.latent_stride
+                base = np.full((latent.shape[1] * stride, latent.shape[2] * stride, 3), INTRA_BASE, np.uint8)
+            else:
+                base = previous
+        previous = restore_exact(clip.network.spec, weights, latent, base)
+        yield i, previous
 
 
 def decode_video(data: bytes, start: int = 0) -> Iterator[YUVFrame]:
@@ -421,4 +454,8 @@ def decode_video(data: bytes, start: int = 0) -> Iterator[YUVFrame]:
     if not 0 <= start < len(clip.frames):
         raise IndexError(f"frame {start} of a {len(clip.frames)}-frame clip")
     weights = decode_weights(clip.network)
-    return (restore_frame(clip, weights, latent) for latent in decode_frame_latents(clip, start))
+    return (
+        frame_from_yuv444(pixels[: clip.height, : clip.width])
+        for i, pixels in restored_frames(clip, weights, start)
+        if i >= start
+    )
