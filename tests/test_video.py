@@ -262,3 +262,30 @@ def test_clips_decode_without_torch(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "predicted frames" in result.stdout
     assert read_y4m(out.read_bytes()).frames == 3
+
+
+def test_reading_mp4_without_pyav_says_how_to_get_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)
+    script = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+
+        class BlockAv(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "av" or name.startswith("av."):
+                    raise ImportError("av is blocked in this test")
+                return None
+
+        sys.meta_path.insert(0, BlockAv())
+        from ccnn.cli import main
+        sys.exit(main(["compress", {str(tmp_path / "clip.mp4")!r}, "--steps", "1"]))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("ccnn: error: reading this video needs PyAV: pip install 'ccnn[video]'")
+    assert len(result.stderr.splitlines()) == 1

@@ -11,6 +11,10 @@ settings give the same bytes however busy the machine is):
 2. *refine*: every frame's latent becomes a free tensor, optimised with the restoring network
    and both models on whole frames, through soft rounding and then hard rounding.
 
+That is latent prediction (``VideoConfig.prediction == "latent"``, the presets'). Pixel
+prediction (``"pixels"``, :class:`ResidualTrainer` and :func:`encode_residual`) restores
+each frame as a residual added to the previous decoded frame instead.
+
 The pieces of image training are reused (:mod:`ccnn.encoder.train`, :mod:`ccnn.encoder.encode`):
 the network, the entropy model, the rounding stand-ins, the learning-rate schedule and the
 weight-precision search. Why latent deltas: docs/decisions.md, "Video: latent deltas under one
