@@ -88,6 +88,7 @@ def test_pixel_prediction_round_trip() -> None:
 
 def test_latent_prediction_is_the_preset_default(coded: ccnn.VideoEncodeResult) -> None:
     assert not unpack_video(coded.data).residual
+    assert ccnn.read_video_info(coded.data).as_dict()["prediction"] == "latent"
 
 
 def test_intra_period() -> None:
@@ -181,6 +182,8 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["compress", str(folder), "-o", str(tmp_path / "f.ccnn"), "--steps", "4", "--quiet"]) == 0
     assert main(["decompress", str(out), "-o", str(y4m), "--quiet"]) == 1  # exists
     assert main(["compress", str(source), "--seconds", "3", "--quiet"]) == 2  # image-only setting
+    png = tmp_path / "frames" / "frame_000000.png"
+    assert main(["compress", str(png), "--frames", "2", "--quiet"]) == 2  # clip-only setting
     truncated = tmp_path / "cut.ccnn"
     truncated.write_bytes(out.read_bytes()[:-20])
     assert main(["decompress", str(truncated), "-o", str(tmp_path / "x.y4m")]) == 1

@@ -68,6 +68,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
     source = _path(args.image)
     if is_clip_path(source):  # a video file, a Y4M file or a folder of frames: a clip
         return videocli.compress_clip(args, source)
+    for name in ("frames", "intra_period", "prediction"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name.replace('_', '-')} applies to clips, and {source} is an image")
     out = _path(args.output) if args.output else source.with_suffix(".ccnn")
     check_writable(out, args.force, inputs=(source,))
     with TrainingProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
@@ -166,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--frames", type=int, help="clips: code only the first N frames")
     compress.add_argument(
         "--intra-period", type=int, help="clips: an intra frame every N frames (default 0: the first only)"
+    )
+    compress.add_argument(
+        "--prediction",
+        choices=("latent", "pixels"),
+        help="clips: code each frame's latent as a delta (latent, the default) or each frame as a "
+        "residual on the previous one (pixels; slower to encode)",
     )
     add_threads_option(compress)
     compress.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")

@@ -83,6 +83,7 @@ def compress_clip(args: argparse.Namespace, source: Path) -> int:
             steps=args.steps,
             seed=args.seed,
             intra_period=args.intra_period,
+            prediction=args.prediction,
             max_frames=args.frames,
             progress=bar,
             device=None if args.device == "auto" else args.device,
@@ -177,10 +178,9 @@ def print_info(data: bytes, as_json: bool) -> int:
         f"clip          {info.width}x{info.height}, {info.frames} frames at {float(info.fps):.3f} fps, "
         "YCbCr 4:2:0 BT.601"
     )
-    print(
-        f"latent        {spec.latent_channels} channels at stride {spec.latent_stride}, "
-        f"intra or delta from the previous frame"
-    )
+    predicted = "residuals on the previous frame" if info.residual else "latent deltas"
+    channels, stride = spec.latent_channels, spec.latent_stride
+    print(f"latent        {channels} channels at stride {stride}, predicted as {predicted}")
     print(f"restoring     {layers}; {info.network.decoder_parameters} parameters")
     print(
         f"{'shared':<13} {info.shared_bytes:>9} bytes  {100.0 * info.shared_bytes / total:5.1f}%  "
@@ -190,8 +190,9 @@ def print_info(data: bytes, as_json: bool) -> int:
         sizes = info.frame_bytes[kind]
         if sizes:
             print(
-                f"{kind + ' frames':<13} {sum(sizes):>9} bytes  {100.0 * sum(sizes) / total:5.1f}%  "
-                f"({len(sizes)} frames, {sum(sizes) / len(sizes):.1f} bytes each)"
+                f"{kind:<13} {sum(sizes):>9} bytes  {100.0 * sum(sizes) / total:5.1f}%  "
+                f"({len(sizes)} {kind} frame{'s' if len(sizes) > 1 else ''}, "
+                f"{sum(sizes) / len(sizes):.1f} bytes each)"
             )
     print(f"{'total':<13} {total:>9} bytes  {info.bpp:.4f} bpp, {info.kbps:.1f} kbps")
     return 0

@@ -140,6 +140,7 @@ class VideoInfo:
     delta_model_bytes: int
     frame_bytes: dict[str, list[int]]
     total_bytes: int
+    residual: bool = False
 
     @property
     def shared_bytes(self) -> int:
@@ -165,6 +166,7 @@ class VideoInfo:
             "width": self.width,
             "height": self.height,
             "colour": "YCbCr 4:2:0 BT.601 limited range",
+            "prediction": "pixels" if self.residual else "latent",
             "network": self.network.as_dict(),
             "bytes": {
                 "total": self.total_bytes,
@@ -362,6 +364,7 @@ def read_video_info(data: bytes) -> VideoInfo:
         delta_model_bytes=len(delta),
         frame_bytes=sizes,
         total_bytes=len(data),
+        residual=clip.residual,
     )
 
 
