@@ -23,6 +23,7 @@ shared network".
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -53,6 +54,8 @@ from .train import (
 )
 
 _LOG10 = math.log(10.0)
+#: Refine steps between whole-clip evaluations (the best evaluated state is the result).
+EVAL_INTERVAL = 100
 
 
 def plane_errors(restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -98,6 +101,7 @@ class VideoTrainer:
         self.count = clip.frames
         self.intra = [config.intra(i) for i in range(self.count)]
         self.model = CCNN(self.codec, 3).to(dev)
+        self.init_output_bias()
         levels = self.codec.context_levels
         self.intra_model = LatentEntropyModel(self.codec.latent_channels, 1.0, levels).to(dev)
         self.delta_model = LatentEntropyModel(self.codec.latent_channels, 0.5, levels).to(dev)
@@ -105,6 +109,18 @@ class VideoTrainer:
         self.step = 0
         self.start = time.perf_counter()
         self.intra_share = sum(self.intra) / self.count
+        self.best_loss = math.inf
+        self.best_state: dict | None = None
+
+    def init_output_bias(self) -> None:
+        """Start the last layer's bias at the clip's mean Y, U and V.
+
+        The chroma planes sit near 128 with little spread, and at 1/8 of the loss each they
+        were learnt slowly from a zero bias: with some seeds U stayed 10 dB behind
+        (docs/decisions.md, "Video: latent deltas under one shared network").
+        """
+        with torch.no_grad():
+            self.model.decoder_biases[-1].copy_(self.frames.mean(dim=(0, 2, 3)))
 
     def report(self, label: str, psnr: float, bpp: float) -> None:
         if self.progress is not None:
@@ -133,6 +149,48 @@ class VideoTrainer:
             self.step += 1
             if done % 10 == 0 or done == steps - 1:
                 self.report(label, psnr, bpp)
+            if label == "refine" and ((done + 1) % EVAL_INTERVAL == 0 or done == steps - 1):
+                self.keep_if_best()
+
+    def evaluate(self) -> float | None:
+        """The whole clip's loss with every latent rounded, as coded (weights still float)."""
+        assert self.latent is not None
+        with torch.no_grad():
+            coded = torch.round(self.latent)
+            bits = self.clip_bits(coded, 0)
+            errors = []
+            for i in range(0, self.count, 8):
+                restored = self.model.restore(coded[i : i + 8])[..., : self.height, : self.width]
+                errors.append(plane_errors(restored, self.frames[i : i + 8, :, : self.height, : self.width]))
+            bpp = bits / (self.count * self.height * self.width)
+            return float(bpp + self.config.psnr_slope * psnr_loss(torch.cat(errors)))
+
+    def keep_if_best(self) -> None:
+        """Remember the state of the lowest whole-clip loss so far (the refine phase's result)."""
+        loss = self.evaluate()
+        if loss is None or loss >= self.best_loss:
+            return
+        assert self.latent is not None
+        self.best_loss = loss
+        self.best_state = {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "intra": copy.deepcopy(self.intra_model.state_dict()),
+            "delta": copy.deepcopy(self.delta_model.state_dict()),
+            "latent": self.latent.detach().clone(),
+        }
+
+    def restore_best(self) -> None:
+        """Go back to the best evaluated state, if the training ended worse than it."""
+        if self.best_state is None or self.latent is None:
+            return
+        final = self.evaluate()
+        if final is not None and final <= self.best_loss:
+            return
+        self.model.load_state_dict(self.best_state["model"])
+        self.intra_model.load_state_dict(self.best_state["intra"])
+        self.delta_model.load_state_dict(self.best_state["delta"])
+        with torch.no_grad():
+            self.latent.copy_(self.best_state["latent"])
 
     def pairs_loss(self, hard: bool, fraction: float) -> tuple[torch.Tensor, float, float]:
         """Loss of co-located crops of frames t and t + 1: intra + delta bits, both frames' PSNR-YUV."""
@@ -224,6 +282,7 @@ class VideoTrainer:
             params = [self.latent, *decoder, *models]
             rates = [self.config.refine_latent_lr] + [self.config.refine_learning_rate] * (len(params) - 1)
             self._run(steps - crop_steps, params, rates, "refine", self.refine_loss)
+            self.restore_best()
         return FitResult(
             model=self.model.cpu().eval(),
             entropy=self.intra_model.cpu(),
@@ -379,6 +438,13 @@ class ResidualTrainer(VideoTrainer):
         distortion = psnr_loss(plane_errors(torch.cat([decoded_a, decoded_b]), torch.cat([first, second])))
         loss = bpp + self.config.psnr_slope * distortion
         return loss, -float(distortion.detach()), float(bpp.detach())
+
+    def evaluate(self) -> float | None:
+        """No whole-clip evaluation: it would have to run the decoding chain over every frame."""
+        return None
+
+    def init_output_bias(self) -> None:
+        """A residual is centred on zero: the last layer's bias stays at zero."""
 
     def base(self, index: int) -> torch.Tensor:
         """What frame ``index`` is restored on: grey for an intra frame, else the cached previous frame."""
