@@ -15,12 +15,14 @@ imported when something is first encoded.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-from .encoder.result import EncodeResult, Progress, ProgressCallback
+from .encoder.result import EncodeResult, Progress, ProgressCallback, VideoEncodeResult
 from .encoder.threads import require_torch, torch_threads
 from .errors import (
     CCNNError,
@@ -34,19 +36,24 @@ from .errors import (
 from .format import FORMAT_VERSION, FileInfo
 from .format import decode as _decode
 from .format import read_info as _read_info
+from .format.video import VideoInfo, YUVFrame, decode_video, is_video
+from .format.video import read_video_info as _read_video_info
 from .imageio import ImageLike, read_image, split_alpha
 from .metrics import block_mean_psnr
 from .settings import (
     MAX_QUALITY,
     METADATA_DEFAULT,
     PRESETS,
+    VIDEO_PRESETS,
     CodecConfig,
     EncoderOptions,
     Preset,
     TrainingOverrides,
     metadata_kinds,
+    video_config,
 )
 from .sources import Source, read_source
+from .videoio import YUVClip, clip_from_yuv444, read_clip, rgb_to_yuv444
 
 __version__ = "0.1.0"
 
@@ -54,6 +61,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_QUALITY",
     "PRESETS",
+    "VIDEO_PRESETS",
     "CCNNError",
     "CodecConfig",
     "ConfigError",
@@ -69,10 +77,18 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "TrainingOverrides",
+    "VideoEncodeResult",
+    "VideoInfo",
+    "YUVClip",
+    "YUVFrame",
     "compress",
     "compress_image",
+    "compress_video",
     "decompress",
+    "decompress_video",
+    "is_video",
     "read_info",
+    "read_video_info",
 ]
 
 
@@ -172,3 +188,71 @@ def _blas_threads(threads: int | None) -> Iterator[None]:
 
     with threadpool_limits(limits=threads, user_api="blas"):
         yield
+
+
+ClipLike = str | os.PathLike | YUVClip | np.ndarray
+
+
+def load_clip(clip: ClipLike, max_frames: int | None = None, fps: Fraction | int | None = None) -> YUVClip:
+    """A :class:`YUVClip` from a path (video file, Y4M, folder of frames), a clip or RGB frames.
+
+    An array is RGB frames, uint8 (N, H, W, 3), converted with BT.601 to 4:2:0; ``fps``
+    (default 25) applies to arrays only.
+    """
+    if isinstance(clip, YUVClip):
+        return clip.head(max_frames) if max_frames else clip
+    if isinstance(clip, np.ndarray):
+        if clip.dtype != np.uint8 or clip.ndim != 4 or clip.shape[-1] != 3 or clip.shape[0] < 1:
+            raise ImageError(f"frames must be uint8 N x H x W x 3 (RGB), not {clip.dtype} {clip.shape}")
+        frames = clip[:max_frames] if max_frames else clip
+        return clip_from_yuv444(rgb_to_yuv444(frames), Fraction(fps or 25))
+    return read_clip(clip, max_frames)
+
+
+def compress_video(
+    clip: ClipLike,
+    preset: str = "default",
+    *,
+    quality: int | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    intra_period: int | None = None,
+    prediction: str | None = None,
+    max_frames: int | None = None,
+    progress: ProgressCallback | None = None,
+    device: str | None = None,
+) -> VideoEncodeResult:
+    """Compress a clip into a version-6 .ccnn file; the result holds its bytes and measurements.
+
+    ``clip`` is a video file (read with PyAV, the ``[video]`` extra), a Y4M file, a folder of
+    image frames, a :class:`YUVClip` or RGB frames (N, H, W, 3). Training stops after the
+    preset's step count (``steps`` overrides it), so a seed gives the same bytes on any load.
+    ``prediction`` is ``"latent"`` (the presets': each latent a difference from the previous
+    one) or ``"pixels"`` (each frame a residual on the previous decoded frame); see
+    :class:`ccnn.settings.VideoConfig`.
+    """
+    require_torch()
+    config = video_config(
+        preset, quality=quality, steps=steps, seed=seed, intra_period=intra_period, prediction=prediction
+    )
+    from .encoder.video import encode_video  # torch: imported on the first encode only
+
+    loaded = load_clip(clip, max_frames)
+    try:
+        return encode_video(loaded, config, progress=progress, device=device)
+    except MemoryError:
+        raise CCNNError("out of memory while encoding") from None
+
+
+def decompress_video(data: bytes | bytearray | memoryview, start: int = 0) -> Iterator[YUVFrame]:
+    """The frames of a clip file from frame ``start`` on, as :class:`YUVFrame` (Y, U, V planes, 4:2:0).
+
+    The file is checked whole before the first frame is yielded; decoding starts at the intra
+    frame before ``start``. ``ccnn.videoio.yuv444_to_rgb`` turns a frame into RGB.
+    """
+    return decode_video(bytes(data), start)
+
+
+def read_video_info(data: bytes | bytearray | memoryview) -> VideoInfo:
+    """Frames, frame rate, network and bytes per frame type of a clip file, without decoding it."""
+    return _read_video_info(bytes(data))

@@ -22,12 +22,13 @@ from typing import Any, NoReturn
 
 from PIL import Image
 
-from . import __version__, compress_image, decompress, read_info
+from . import __version__, compress_image, decompress, read_info, videocli
 from .batch.command import add_batch_command
 from .bench.cli import add_bench_commands
 from .demo import run_demo
 from .errors import CCNNError, ConfigError, ConfigFileError, FormatError
 from .files import check_writable, write_atomic, writes_in_place
+from .format.video import is_video
 from .imageio import ConversionWarning, encode_image
 from .options import (
     TrainingProgress,
@@ -41,6 +42,7 @@ from .options import (
 from .presetinfo import describe_presets, preset_toml
 from .settings import METADATA_CHOICES, METADATA_DEFAULT, Preset
 from .sources import Source, read_source
+from .videoio import is_clip_path
 
 #: Output extensions whose format loses detail: decompressing to them re-encodes the pixels.
 LOSSY_SUFFIXES = frozenset(
@@ -93,6 +95,11 @@ def _summary(text: str, output: str) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     set_threads(args)
+    if args.image != STDIO and is_clip_path(Path(args.image)):  # a video, a Y4M file or a folder of frames
+        return videocli.compress_clip(args, Path(args.image))
+    for name in ("frames", "intra_period", "prediction"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name.replace('_', '-')} applies to clips, and {args.image} is an image")
     if args.output:
         out = args.output
     elif args.image == STDIO:
@@ -146,6 +153,11 @@ def _decompress_format(args: argparse.Namespace, out: str) -> str:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
+    data = read_source(_input(args.file))
+    if is_video(data):
+        if args.file == STDIO:
+            raise UsageError("a clip read from standard input cannot be decompressed yet; name the file")
+        return videocli.decompress_clip(args, Path(args.file), data)
     if args.output:
         out = args.output
     elif args.file == STDIO:
@@ -156,7 +168,6 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     suffix = _decompress_format(args, out)
     threads = _decode_threads(args)
     _check_output(out, args.force, args.file)
-    data = read_source(_input(args.file))
     start = time.perf_counter()
     pixels = decompress(data, threads=threads)
     seconds = time.perf_counter() - start
@@ -181,7 +192,10 @@ def _decode_threads(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = read_info(_input(args.file))
+    data = read_source(_input(args.file))
+    if is_video(data):
+        return videocli.print_info(data, args.json)
+    info = read_info(data)
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
         return 0
@@ -246,8 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    compress = commands.add_parser("compress", help="train on an image and write a .ccnn file")
-    compress.add_argument("image", help="input image (PNG, JPEG, BMP, TIFF, ...); - reads standard input")
+    compress = commands.add_parser("compress", help="train on an image or a clip and write a .ccnn file")
+    compress.add_argument(
+        "image",
+        help="input image (PNG, JPEG, BMP, TIFF, ...; - reads standard input) or clip (.mp4, .mkv, "
+        ".y4m, a folder of frames)",
+    )
     compress.add_argument(
         "-o",
         "--output",
@@ -262,19 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {METADATA_DEFAULT}; the bytes count in the file's size)",
     )
     add_encoder_options(compress)
+    compress.add_argument("--frames", type=int, help="clips: code only the first N frames")
+    compress.add_argument(
+        "--intra-period", type=int, help="clips: an intra frame every N frames (default 0: the first only)"
+    )
+    compress.add_argument(
+        "--prediction",
+        choices=("latent", "pixels"),
+        help="clips: code each frame's latent as a delta (latent, the default) or each frame as a "
+        "residual on the previous one (pixels; slower to encode)",
+    )
     add_threads_option(compress)
     compress.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     compress.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     compress.set_defaults(func=cmd_compress)
 
-    dec = commands.add_parser("decompress", help="decode a .ccnn file into an image")
+    dec = commands.add_parser("decompress", help="decode a .ccnn file into an image or a clip")
     dec.add_argument("file", help="input .ccnn file; - reads standard input")
     dec.add_argument(
         "-o",
         "--output",
         help="output image; format from the extension; - writes standard output (default: FILE's "
         "name with -ccnn.png, so that it cannot replace the original photo.png; standard output "
-        "when FILE is -)",
+        "when FILE is -); a clip: OUT.y4m or a folder OUT/ of PNG frames",
     )
     dec.add_argument(
         "--format",

@@ -1179,3 +1179,125 @@ def _options_from_document(
         raise
     except ConfigError as exc:
         raise ConfigFileError(f"{source}: {exc}") from None
+# --- Video ---------------------------------------------------------------------------------------
+#
+# A clip is coded by one restoring network and two entropy models shared by its frames, each
+# frame's latent coded either alone (intra) or as its difference from the previous frame's
+# (docs/decisions.md, "Video: latent deltas under one shared network"). The image presets above
+# are not used for clips; these are.
+
+#: Bits per frame pixel one dB of PSNR-YUV is worth, per quality level (1 smallest .. 9 best).
+#: A clip's rates are a tenth of an image's (most of each frame is predicted), so a dB must cost
+#: less than :data:`QUALITY_SLOPES` says for images, or every clip would stop at the lowest
+#: quality. Chosen by measurement on carphone: docs/results/video.md.
+VIDEO_QUALITY_SLOPES: tuple[float, ...] = (0.0015, 0.0025, 0.004, 0.006, 0.009, 0.013, 0.019, 0.028, 0.04)
+#: The weights of Y, U and V in PSNR-YUV (6:1:1) and in the training loss that targets it.
+YUV_WEIGHTS: tuple[float, float, float] = (6 / 8, 1 / 8, 1 / 8)
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """Everything that decides what the clip encoder produces; training stops on ``steps`` only.
+
+    ``network`` names one of :data:`RD_NETWORKS`. ``crop_share`` of the steps train the
+    networks on pairs of co-located crops of consecutive frames (the first coded intra, the
+    second as a latent delta); the rest optimise every frame's latent as a free tensor with the
+    restoring network and both entropy models, ``frames_per_step`` consecutive frames per step
+    (0: the whole clip). ``intra_period`` puts an intra frame every that many frames (0: the
+    first frame only). ``prediction``: ``"latent"`` codes a predicted frame's latent as its
+    difference from the previous frame's; ``"pixels"`` codes a latent whose restoration is
+    added to the previous decoded frame (a residual), and then re-fits each frame's latent for
+    ``closed_loop_steps`` steps on the exactly decoded previous frame, so that the quantized
+    weights' errors do not pile up along the clip.
+    """
+
+    name: str
+    network: str = "small"
+    quality: int = 4
+    steps: int = 1500
+    crop_share: float = 0.4
+    intra_period: int = 0
+    learning_rate: float = 1e-2
+    refine_learning_rate: float = 3e-3
+    refine_latent_lr: float = 2e-2
+    crop_size: int = 32
+    crops_per_step: int = 8
+    hard_rounding_fraction: float = 0.1
+    soft_rounding: tuple[float, float] | None = (0.3, 0.1)
+    context_levels: int = 2
+    frames_per_step: int = 8
+    prediction: Literal["latent", "pixels"] = "latent"
+    closed_loop_steps: int = 10
+    seed: int = 0
+    description: str = field(default="", compare=False)
+
+    @property
+    def psnr_slope(self) -> float:
+        """Bits per frame pixel one dB of PSNR-YUV is worth at this quality level."""
+        return VIDEO_QUALITY_SLOPES[self.quality - 1]
+
+    def codec_config(self) -> CodecConfig:
+        """The image settings of the shared network: its layers, latent and context levels."""
+        encoder, decoder = RD_NETWORKS[self.network]
+        return CodecConfig(
+            name=f"video-{self.name}",
+            encoder=encoder,
+            decoder=decoder,
+            slope=0.1,
+            quality=self.quality,
+            steps=self.steps,
+            learning_rate=self.learning_rate,
+            crop_size=self.crop_size,
+            crops_per_step=self.crops_per_step,
+            hard_rounding_fraction=self.hard_rounding_fraction,
+            refine_share=1.0 - self.crop_share,
+            refine_learning_rate=self.refine_learning_rate,
+            refine_latent_lr=self.refine_latent_lr,
+            soft_rounding=self.soft_rounding,
+            context_levels=self.context_levels,
+            distortion=Distortion.PSNR,
+            seed=self.seed,
+        )
+
+    def intra(self, index: int) -> bool:
+        """Whether frame ``index`` is coded intra."""
+        return index == 0 or (self.intra_period > 0 and index % self.intra_period == 0)
+
+
+#: The clip presets. Why these budgets and networks: docs/decisions.md and docs/results/video.md.
+VIDEO_PRESETS: dict[str, VideoConfig] = {
+    "fast": VideoConfig("fast", network="small", steps=600, description="short training, small network"),
+    "default": VideoConfig("default", network="medium", steps=2400, description="the clip default"),
+}
+
+
+def video_config(
+    preset: str = "default",
+    quality: int | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    intra_period: int | None = None,
+    prediction: str | None = None,
+) -> VideoConfig:
+    """The :class:`VideoConfig` of ``preset`` with the given settings, range-checked."""
+    if preset not in VIDEO_PRESETS:
+        raise ConfigError(f"unknown clip preset {preset!r} (choose from {', '.join(VIDEO_PRESETS)})")
+    updates: dict[str, Any] = {}
+    if prediction is not None:
+        if prediction not in ("latent", "pixels"):
+            raise ConfigError(f"prediction must be latent or pixels, not {prediction!r}")
+        updates["prediction"] = prediction
+    for name, value, low, high in (
+        ("quality", quality, 1, len(VIDEO_QUALITY_SLOPES)),
+        ("steps", steps, 1, 10**7),
+        ("seed", seed, 0, 2**32 - 1),
+        ("intra_period", intra_period, 0, 1 << 20),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise ConfigError(f"{name} must be a whole number, not {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
+        updates[name] = int(value)
+    return dataclasses.replace(VIDEO_PRESETS[preset], **updates)

@@ -58,3 +58,24 @@ class EncodeResult:
             f"the time budget ended training after {self.steps} of {self.planned_steps} steps, "
             "so another run may give a different file (drop --seconds for a reproducible one)"
         )
+
+
+@dataclass(frozen=True)
+class VideoEncodeResult:
+    """A coded clip and what it cost: the bytes, the decoded clip, PSNR-YUV and rates.
+
+    ``decoded`` is a :class:`ccnn.videoio.YUVClip`; ``psnr`` holds ``psnr-y``, ``psnr-u``,
+    ``psnr-v`` and ``psnr-yuv`` (6:1:1) in dB, per frame averaged; ``frame_kinds`` the type of
+    each frame (0 intra, 1 predicted) and ``frame_bytes`` its latent's bytes.
+    """
+
+    data: bytes
+    decoded: object
+    psnr: dict[str, float]
+    bpp: float
+    kbps: float
+    frame_bytes: tuple[int, ...]
+    frame_kinds: tuple[int, ...]
+    steps: int
+    train_seconds: float
+    encode_seconds: float

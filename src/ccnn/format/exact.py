@@ -260,6 +260,9 @@ class _Finish:
         self.scale, self.bias, self.slope, self.grid = scale, bias[:, None, None], slope, grid
         self.spare, self.wide = np.empty(0), np.empty(0)
         self.base, self.origin = 0, 0
+        #: float64 (C, H, W) values added to the last layer's before rounding (a clip's
+        #: previous frame under a residual); None for an image
+        self.addend: np.ndarray | None = None
         self.keep = (0, (target.shape[1] - 2 * offset))
         self.width = target.shape[2] - 2 * offset
 
@@ -301,6 +304,8 @@ class _Finish:
         cols = slice(offset + px, offset + px + stride * (columns - 1) + 1, stride)
         if self.grid is None:  # the last layer: pixels
             values *= 255.0
+            if self.addend is not None:  # a clip's predicted frame: the residual added to the base
+                values += self.addend[:, rows, cols]
             # clip(round(v)) as rint(clip(v)), stored as uint8: the bounds are integers, and
             # np.round of float64 is np.rint
             np.clip(values, 0, 255, out=values)
@@ -375,6 +380,7 @@ def restore_exact(
     latent: np.ndarray,
     size: tuple[int, int] | None = None,
     band: int | None = None,
+    base: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode an integer latent (L, h, w) with quantized parameters into uint8 pixels (H, W, C).
 
@@ -389,6 +395,9 @@ def restore_exact(
     (:func:`band_of`), so that the float64 arrays held at once are those of one band, whatever
     the image's height; a band's pixels are those of the whole image, bit for bit. ``size`` =
     (H, W) crops the pixels (default: the whole stride-multiple the latent covers).
+    ``base`` (uint8 H x W x C, at least the output's size), when given, is added to the last
+    layer's values times 255 before they are rounded and clipped: a clip's predicted frame is
+    the previous decoded frame plus the residual the network restores.
 
     Where the layer's scale (and, between layers, the grid's 2**12) is a power of two, which is
     always but for a byte latent's 1/255, it is folded into the weights and the bias: a power
@@ -403,10 +412,12 @@ def restore_exact(
     layers = _prepare(spec, params)
     rows = band if band is not None else band_height(spec, width)
     buffers = _Buffers()
+    addend = None if base is None else base.transpose(2, 0, 1).astype(np.float64)
     for top in range(0, height, rows):
         first, end = top * stride, min(out_h, (top + rows) * stride)
         if first < end:
-            _restore_band(spec, layers, latent, band_of(spec.layers, height, first, end), pixels, buffers)
+            band_rows = band_of(spec.layers, height, first, end)
+            _restore_band(spec, layers, latent, band_rows, pixels, buffers, addend)
     return pixels
 
 
@@ -496,6 +507,7 @@ def _restore_band(
     band: Band,
     pixels: np.ndarray,
     buffers: _Buffers,
+    addend: np.ndarray | None = None,
 ) -> None:
     """Restore one band's pixels into ``pixels``, checking that its sums stay exact.
 
@@ -547,6 +559,7 @@ def _restore_band(
             grid=None if last else (1.0 if prepared.folded else grid),
         )
         finish.base, finish.keep, finish.origin = band.held[i][0], keep, origin
+        finish.addend = addend if last else None
         computed = band.computed[i]
         held = band.held[i][0]
         weight = prepared.ints if single else prepared.weight
