@@ -104,3 +104,16 @@ def test_the_target_is_in_the_file_and_in_info(tmp_path: Path, crop: np.ndarray,
     body = result.data[:-4].replace(b"target PSNR 20 dB", b"target PSNR 20 d\xff")
     with pytest.raises(ccnn.FormatError, match="encoder note"):
         ccnn.read_info(body + zlib.crc32(body).to_bytes(4, "little"))
+
+
+def test_the_best_packed_file_is_kept() -> None:
+    limit = RateController(RateTarget("bytes", 1000), pixels=8000)
+    # within [950, 1000] the best PSNR wins; else the largest under the limit; never one over it
+    assert limit.choose([(990, 30.0), (960, 31.0), (1010, 35.0)]) == 1
+    assert limit.choose([(900, 30.0), (1001, 35.0), (800, 29.0)]) == 0
+    assert limit.choose([(1200, 30.0), (1100, 29.0)]) == 1
+    bpp = RateController(RateTarget("bpp", 1.0), pixels=8000)
+    assert bpp.choose([(1200, 33.0), (1090, 32.0)]) == 1  # neither within 3%: the nearest
+    quality = RateController(RateTarget("psnr", 30.0), pixels=8000)
+    assert quality.choose([(900, 30.5), (800, 30.1), (700, 29.0)]) == 1  # the smallest that reaches it
+    assert quality.choose([(900, 29.5), (800, 29.1)]) == 0  # none does: the best PSNR

@@ -295,5 +295,6 @@ def test_reading_mp4_without_pyav_says_how_to_get_it(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert result.stderr.startswith("ccnn: error: reading this video needs PyAV: pip install 'ccnn-codec[video]'")
+    expected = "ccnn: error: reading this video needs PyAV: pip install 'ccnn-codec[video]'"
+    assert result.stderr.startswith(expected)
     assert len(result.stderr.splitlines()) == 1

@@ -216,7 +216,8 @@ def encode(
     With a ``config.rate_target``, training steers towards it (:mod:`ccnn.encoder.rate`) and,
     when the packed file misses, one corrective pass of
     :data:`CORRECTIVE_SHARE` of the whole-image steps continues against a target corrected by
-    the estimate's measured error.
+    the estimate's measured error; of all the files packed on the way (calibrations included),
+    the best that meets the target is kept (:meth:`RateController.choose`).
     """
     start = time.perf_counter()
     height, width, channels = pixels.shape
@@ -227,13 +228,19 @@ def encode(
     framing = _framing_bytes(config, height, width, channels, alpha_data, metadata, note)
     controller = None if config.rate_target is None else RateController(config.rate_target, height * width)
     phases = training_phases(config)
+    # every file packed under rate control, as (bytes, decoded pixels, PSNR): the best is kept
+    packed_files: list[tuple[bytes, np.ndarray, float]] = []
+
+    def keep(data: bytes) -> tuple[bytes, np.ndarray, float]:
+        decoded = decode(data)
+        packed_files.append((data, decoded, psnr(pixels, decoded[:, :, :channels])))
+        return packed_files[-1]
 
     def calibrate(trainer: Trainer) -> None:
         """Pack the state just evaluated, and teach the controller the estimate's error."""
         assert controller is not None
-        packed = _pack(pixels, trainer.config, trainer.snapshot(), alpha_data, metadata, note)
-        quality = psnr(pixels, decode(packed)[:, :, :channels])
-        controller.calibrate(trainer.last.file_bpp, trainer.last.psnr, len(packed), quality)
+        data, _, quality = keep(_pack(pixels, trainer.config, trainer.snapshot(), alpha_data, metadata, note))
+        controller.calibrate(trainer.last.file_bpp, trainer.last.psnr, len(data), quality)
 
     trainer = Trainer(
         pixels,
@@ -248,11 +255,9 @@ def encode(
     if result.stopped_by_time:
         budget = f"a time budget ended training after {result.steps} of {config.steps} steps"
         note = f"{note}; {budget}" if note else budget
-    data = _pack(pixels, trainer.config, result, alpha_data, metadata, note)
-    decoded = decode(data)
+    data, decoded, quality = keep(_pack(pixels, trainer.config, result, alpha_data, metadata, note))
     target_note, target_reached = None, True
     if controller is not None:
-        quality = psnr(pixels, decoded[:, :, :channels])
         if not controller.reached(len(data), quality):
             trainer.evaluate()  # the estimate at the state that was packed
             controller.calibrate(trainer.last.file_bpp, trainer.last.psnr, len(data), quality)
@@ -261,15 +266,16 @@ def encode(
             refine = phases[-1]
             extra = max(RATE_CONTROL_INTERVAL * 2, round(CORRECTIVE_SHARE * config.steps * refine.share))
             result = trainer.resume(refine, extra)
-            data = _pack(pixels, trainer.config, result, alpha_data, metadata, note)
-            decoded = decode(data)
-            quality = psnr(pixels, decoded[:, :, :channels])
+            keep(_pack(pixels, trainer.config, result, alpha_data, metadata, note))
+            data, decoded, quality = packed_files[
+                controller.choose([(len(data), quality) for data, _, quality in packed_files])
+            ]
         target_note = controller.outcome(len(data), quality)
         target_reached = controller.reached(len(data), quality)
     return EncodeResult(
         data=data,
         decoded=decoded,
-        psnr=psnr(pixels, decoded[:, :, :channels]),
+        psnr=quality,
         bpp=bits_per_pixel(len(data), height, width),
         steps=result.steps,
         train_seconds=result.seconds,

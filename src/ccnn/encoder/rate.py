@@ -99,6 +99,30 @@ class RateController:
         bpp = 8.0 * file_bytes / self.pixels
         return abs(bpp / self.target.value - 1.0) <= tolerance
 
+    def choose(self, candidates: list[tuple[int, float]]) -> int:
+        """Which of the files packed during the encode, as (bytes, PSNR), to keep.
+
+        Every packing is a real file (the calibrations' and the final ones), so the one kept
+        is the best that meets the target: the highest PSNR among those that reach it (for a
+        PSNR target, the smallest file); when none does, the nearest, and a size limit is never
+        exceeded when any file keeps to it.
+        """
+        indices = range(len(candidates))
+        reached = [i for i in indices if self.reached(*candidates[i])]
+        if reached and self.target.kind == "psnr":
+            return min(reached, key=lambda i: candidates[i][0])
+        if reached:
+            return max(reached, key=lambda i: candidates[i][1])
+        if self.target.kind == "psnr":
+            return max(indices, key=lambda i: candidates[i][1])
+        if self.target.kind == "bytes":
+            within = [i for i in indices if candidates[i][0] <= self.target.value]
+            if within:
+                return max(within, key=lambda i: candidates[i][0])
+            return min(indices, key=lambda i: candidates[i][0])
+        aim = self.target.value * self.pixels / 8.0  # the target in bytes
+        return min(indices, key=lambda i: abs(math.log(candidates[i][0] / aim)))
+
     def outcome(self, file_bytes: int, psnr: float) -> str:
         """What the encode reached, against the target, for the user."""
         bpp = 8.0 * file_bytes / self.pixels
