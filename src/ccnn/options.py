@@ -135,7 +135,8 @@ def set_threads(args: argparse.Namespace) -> None:
 
 
 class TrainingProgress:
-    """A tqdm bar over the training budget, showing steps, elapsed seconds, PSNR and latent bpp.
+    """A tqdm bar over the training budget: steps, elapsed seconds, PSNR and the estimated bpp
+    (an image's whole file; a clip's latents).
 
     Training stops after its steps, or earlier when a time budget is given and runs out, so the
     bar's percentage is that of the budget nearer its end.
@@ -162,7 +163,7 @@ class TrainingProgress:
         budget = "" if event.budget_seconds is None else f"/{event.budget_seconds:.0f}"
         self.bar.set_postfix_str(
             f"step {event.step}/{event.steps}, {event.seconds:.0f}{budget} s, "
-            f"PSNR {event.psnr:.2f} dB, latent {event.bpp:.3f} bpp",
+            f"PSNR {event.psnr:.2f} dB, ~{event.bpp:.3f} bpp",
             refresh=False,
         )
         self.bar.update(budget_percent(event) - self.bar.n)

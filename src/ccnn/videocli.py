@@ -11,57 +11,21 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
-from tqdm import tqdm
-
 from . import compress_video, decompress_video, read_video_info
-from .encoder.result import Progress
 from .errors import CCNNError, ConfigError
 from .files import check_writable, write_atomic
 from .format.video import FRAME_TYPE_NAMES, VideoInfo, YUVFrame
+from .options import TrainingProgress
 from .videoio import YUVClip, y4m_bytes, yuv444_to_rgb
 
 #: Image settings that mean nothing for a clip; the clip presets stop on a step count only.
 _IMAGE_ONLY = ("seconds", "ratio", "kernel", "slope", "target_bpp", "max_bytes", "target_psnr", "config")
-
-
-class StepProgress:
-    """A tqdm bar over the training steps, with the last PSNR-YUV and latent bpp of training."""
-
-    def __init__(self, description: str, enabled: bool = True) -> None:
-        self.description, self.enabled = description, enabled
-        self.bar: tqdm | None = None
-
-    def __call__(self, event: Progress) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            self.bar = tqdm(
-                total=event.steps,
-                desc=self.description,
-                leave=False,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                mininterval=0.5,
-                unit="step",
-            )
-        self.bar.set_postfix_str(
-            f"{event.phase}, PSNR-YUV {event.psnr:.2f} dB, latent {event.bpp:.4f} bpp", refresh=False
-        )
-        self.bar.update(event.step - self.bar.n)
-
-    def __enter__(self) -> StepProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def compress_clip(args: argparse.Namespace, source: Path) -> int:
@@ -76,7 +40,7 @@ def compress_clip(args: argparse.Namespace, source: Path) -> int:
     if source.is_dir() and not args.output:
         out = source.parent / f"{source.name}.ccnn"
     check_writable(out, args.force, inputs=(source,))
-    with StepProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
+    with TrainingProgress(f"compress {source.name}", enabled=not args.quiet) as bar:
         result = compress_video(
             source,
             preset,

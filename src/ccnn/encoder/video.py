@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ..format import container
 from ..format.entropy import GroupModel, encode_groups, encode_latent, estimate_bits, weight_model
 from ..format.exact import restore_exact
-from ..format.spec import QuantizedTensor
+from ..format.spec import DecoderSpec, QuantizedTensor
 from ..format.video import INTRA, INTRA_BASE, PREDICTED, decode_video, frame_from_yuv444, pack_video
 from ..settings import YUV_WEIGHTS, VideoConfig
 from ..videoio import YUVClip, psnr_yuv
@@ -125,7 +125,7 @@ class VideoTrainer:
     def report(self, label: str, psnr: float, bpp: float) -> None:
         if self.progress is not None:
             elapsed = time.perf_counter() - self.start
-            self.progress(Progress(self.step, self.config.steps, elapsed, math.inf, psnr, bpp, label))
+            self.progress(Progress(self.step, self.config.steps, elapsed, None, psnr, bpp, label))
 
     def _run(
         self,
@@ -366,18 +366,7 @@ def encode_video(
         return costs[precisions][0]
 
     _, tensors, weight_models = costs[_search_precisions(weight_cost, len(fit.model.decoder_weights))]
-    network = container.CCNNFile(
-        height=height,
-        width=width,
-        channels=3,
-        spec=spec,
-        weight_exponents=tuple(t.exponent for t in tensors),
-        weight_models=tuple(weight_models),
-        weight_data=encode_groups([t.ints for t in tensors], weight_models),
-        latent_models=tuple(intra_models),
-        latent_context=intra_context,
-        latent_data=b"",
-    )
+    network = _network_file(height, width, spec, tensors, weight_models, intra_models, intra_context)
     data = pack_video(network, clip.fps, delta_models, delta_context, payloads)
     return _result(data, clip, kinds, payloads, fit.steps, fit.seconds, start)
 
@@ -588,18 +577,7 @@ def encode_residual(
         )
         for i, kind in enumerate(kinds)
     ]
-    network = container.CCNNFile(
-        height=height,
-        width=width,
-        channels=3,
-        spec=spec,
-        weight_exponents=tuple(t.exponent for t in tensors),
-        weight_models=tuple(weight_models),
-        weight_data=encode_groups([t.ints for t in tensors], weight_models),
-        latent_models=tuple(intra_models),
-        latent_context=intra_context,
-        latent_data=b"",
-    )
+    network = _network_file(height, width, spec, tensors, weight_models, intra_models, intra_context)
     data = pack_video(network, clip.fps, delta_models, delta_context, payloads, residual=True)
     return _result(data, clip, kinds, payloads, fit.steps, fit.seconds, start)
 
@@ -633,4 +611,28 @@ def _result(
         steps=steps,
         train_seconds=train_seconds,
         encode_seconds=time.perf_counter() - start,
+    )
+
+
+def _network_file(
+    height: int,
+    width: int,
+    spec: DecoderSpec,
+    tensors: list[QuantizedTensor],
+    weight_models: list[GroupModel],
+    intra_models: list[GroupModel],
+    intra_context: np.ndarray | None,
+) -> container.CCNNFile:
+    """The clip's shared network section: an image file of the frame size with an empty latent."""
+    return container.CCNNFile(
+        height=height,
+        width=width,
+        channels=3,
+        spec=spec,
+        weight_exponents=tuple(t.exponent for t in tensors),
+        weight_models=tuple(weight_models),
+        weight_data=encode_groups([t.ints for t in tensors], weight_models),
+        latent_models=tuple(intra_models),
+        latent_context=intra_context,
+        latent_data=b"",
     )
