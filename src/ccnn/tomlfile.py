@@ -16,11 +16,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 only
-    import tomli as tomllib
-
 from .errors import ConfigFileError
 
 #: A line of a written table: (key, value, comment). A value of None writes the key as a
@@ -29,7 +24,15 @@ Line = tuple[str, Any, str]
 
 
 def parse(text: str, source: str) -> dict[str, Any]:
-    """The TOML document ``text`` as a dict; a syntax error is a ConfigFileError naming ``source``."""
+    """The TOML document ``text`` as a dict; a syntax error is a ConfigFileError naming ``source``.
+
+    The reader is imported here, not with the module: ``import ccnn`` (and decoding) must not
+    need ``tomli`` on Python 3.10, where only settings files do.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 only
+        import tomli as tomllib
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
