@@ -306,6 +306,12 @@ class Trainer:
             with torch.no_grad():
                 self.latent.copy_(self.best_state["latent"])
 
+    def forget_best(self) -> None:
+        """Track the best state afresh from the next evaluation (after the latent was freed or
+        the price of a dB changed, earlier losses do not compare); the squared-error loss the
+        divergence test compares with is kept until then."""
+        self.best = Evaluation(math.inf, self.best.squared_error_loss, self.best.psnr, self.best.bpp)
+
     def free_latent(self) -> None:
         """Make the compressing network's latent of the best state a free tensor to optimise.
 
@@ -316,7 +322,7 @@ class Trainer:
         self.restore_best()
         with torch.no_grad():
             self.latent = torch.nn.Parameter(self.model.analyse(self.image).detach().clone())
-        self.best = Evaluation(math.inf, self.best.squared_error_loss, self.best.psnr, self.best.bpp)
+        self.forget_best()
         self.evaluate()
 
     def report(self, label: str) -> None:
@@ -383,7 +389,7 @@ class Trainer:
             return
         scale = self.controller.steer(self.config.quality_scale, self.last.file_bpp, self.last.psnr)
         self.config = dataclasses.replace(self.config, quality_scale=scale)
-        self.best = Evaluation(math.inf, self.best.squared_error_loss, self.best.psnr, self.best.bpp)
+        self.forget_best()
 
     def run_phase(
         self, phase: TrainingPhase, end: float = 1.0, time_end: float = 1.0, steps: int | None = None
@@ -407,6 +413,9 @@ class Trainer:
         budget = self.config.seconds
         seconds = math.inf if budget is None else max(budget * time_end - self.elapsed(), 1e-3)
         optimizer = Adam(parameter_groups)
+        # the evaluations at which rate control packs the state for real (CALIBRATION_POINTS)
+        interval = phase.eval_interval
+        calibrations = {round(point * steps) // interval * interval for point in CALIBRATION_POINTS}
         phase_start, first, lr_scale = time.perf_counter(), self.step, 1.0
         while True:
             done = self.step - first
@@ -427,10 +436,7 @@ class Trainer:
                 optimizer = Adam(parameter_groups)
                 lr_scale *= 0.5
             elif due and phase.learns == "latent":
-                if self.calibrate is not None and any(
-                    done + 1 == round(point * steps) // phase.eval_interval * phase.eval_interval
-                    for point in CALIBRATION_POINTS
-                ):
+                if self.calibrate is not None and done + 1 in calibrations:
                     self.calibrate(self)
                 self.steer()
             self.report(f"{phase.name}, hard rounding" if hard else phase.name)
@@ -469,7 +475,7 @@ class Trainer:
 
     def resume(self, phase: TrainingPhase, steps: int) -> FitResult:
         """Train ``steps`` more steps of ``phase`` (rate control's corrective pass), then finish."""
-        self.best = Evaluation(math.inf, self.best.squared_error_loss, self.best.psnr, self.best.bpp)
+        self.forget_best()
         self.run_phase(phase, steps=steps)
         return self.finish()
 
