@@ -3,7 +3,7 @@
     python benchmarks/fuzz.py --seconds 3600 [--seed 1]
 
 Prints the executions, how many mutants decoded, and every finding (an exception other than
-ccnn's own error, or a decode slower than 2 s) with the mutant in hex, so it can be replayed.
+ccnn's own error, or a decode taking more than 2 s of CPU) with the mutant in hex, so it can be replayed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> int:
         print(f"slow: {seconds:.2f} s\n  {data.hex()}")
     print(
         f"seed {args.seed}, {args.seconds:g} s: {report.runs} mutants, {report.decoded} decoded, "
-        f"{len(report.crashes)} crashes, {len(report.slow)} slower than 2 s"
+        f"{len(report.crashes)} crashes, {len(report.slow)} over 2 s of CPU"
     )
     return 1 if report.crashes or report.slow else 0
 

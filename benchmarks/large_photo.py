@@ -7,7 +7,8 @@
 A photo of ``--size`` is made by tiling the Kodak images (``--kodak``, 768x512 each, portrait
 ones turned) in name order, row by row, and cropping: 4 x 4 of them make 3072x2048, 8 x 8 cut
 to 6000x4000 a 24-megapixel one. Each photo is encoded (``--preset``, ``--quality``,
-``--steps`` and ``--seconds``, seed 0) in a child process, then its file decoded in another.
+``--steps``, default the preset's effort, and ``--seconds``, seed 0) in a child process, then
+its file decoded in another.
 ``--tiled WxH`` also makes, from ``--tile-source`` (default: the first photo's file), a file of
 that size whose latent is the source's tiled (same network, weights and entropy models: the
 decode of a real-size file without its encode) and decodes it.
@@ -36,6 +37,7 @@ from ccnn.format.container import CCNNFile, pack, unpack
 from ccnn.format.decode import decode_file_latent
 from ccnn.format.entropy import encode_latent
 from ccnn.imageio import load_image
+from ccnn.metrics import psnr
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
@@ -152,15 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-encode", action="store_true", help="only the --tiled files")
     parser.add_argument("--preset", default="default", help="encoder preset (default: %(default)s)")
     parser.add_argument("--quality", type=int, help="quality (default: the preset's)")
-    parser.add_argument("--steps", type=int, default=30, help="training steps (default: %(default)s)")
-    parser.add_argument("--seconds", type=float, default=1e6, help="training time limit (default: none)")
+    parser.add_argument("--steps", type=int, help="training steps (default: the preset's effort)")
+    parser.add_argument("--seconds", type=float, help="training time limit (default: none)")
     parser.add_argument("--blas-threads", type=int, default=1, help="OpenBLAS threads (default: %(default)s)")
     parser.add_argument("--keep", type=Path, help="folder that keeps the photos and files (and reuses files)")
     args = parser.parse_args(argv)
     sizes = [] if args.no_encode else [parse_size(size) for size in (args.size or ["3072x2048"])]
-    options: dict = {"preset": args.preset, "steps": args.steps, "seconds": args.seconds}
-    if args.quality is not None:
-        options["quality"] = args.quality
+    options: dict = {"preset": args.preset}
+    for name in ("quality", "steps", "seconds"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="ccnn-large-photo-"))
     folder.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
@@ -169,14 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     first = args.tile_source
     for height, width in sizes:
         name = f"kodak-{width}x{height}"
-        photo, coded = folder / f"{name}.npy", folder / f"{name}-{args.preset}-{args.steps}steps.ccnn"
-        np.save(photo, kodak_photo(args.kodak, height, width))
+        effort = "effort" if args.steps is None else f"{args.steps}steps"
+        photo, coded = folder / f"{name}.npy", folder / f"{name}-{args.preset}-{effort}.ccnn"
+        pixels = kodak_photo(args.kodak, height, width)
+        np.save(photo, pixels)
         if coded.exists() and args.keep:
             print(f"{name}: reusing {coded}")
         else:
             print(line(f"{name} encode", child("encode", photo, coded, dict(options), args.blas_threads)))
         info = ccnn.read_info(coded.read_bytes())
-        print(f"  {info.total_bytes} bytes, {info.bpp:.3f} bpp, latent stride {info.spec.latent_stride}")
+        quality = psnr(pixels, ccnn.decompress(coded.read_bytes()))
+        print(
+            f"  {info.total_bytes} bytes, {info.bpp:.3f} bpp, {quality:.2f} dB, "
+            f"latent stride {info.spec.latent_stride}"
+        )
         print(line(f"{name} decode", child("decode", coded, coded, {}, args.blas_threads)), flush=True)
         first = first or coded
     for size in args.tiled:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ccnn.metrics import block_mean_psnr
-from ccnn.settings import EncoderOptions
+from ccnn.settings import NETWORK_REFERENCE_PIXELS, REFINE_WORK_BOUND, EncoderOptions
 
 from .conftest import kodak_crop
 
@@ -149,3 +149,19 @@ def test_training_phase_refuses_what_the_trainer_cannot_run() -> None:
             dataclasses.replace(whole, **bad)
     with pytest.raises(ConfigError):
         dataclasses.replace(crops, quantizer="soft_round")  # soft rounding without a temperature
+
+
+@pytest.mark.parametrize("preset", ["fast", "default"])
+def test_whole_image_work_is_bounded_whatever_the_size(preset: str) -> None:
+    """The whole-image phase keeps a Kodak image's steps, gives a smaller image more (cheap)
+    steps, and a camera-size photo at most REFINE_WORK_BOUND times a Kodak image's work."""
+    def whole_image_work(pixels: int) -> tuple[int, float]:
+        config = EncoderOptions(preset, quality=8).resolve(pixels=pixels)
+        steps = round(config.steps * config.refine_share)
+        return steps, steps * pixels / NETWORK_REFERENCE_PIXELS
+
+    kodak_steps, kodak_work = whole_image_work(NETWORK_REFERENCE_PIXELS)
+    assert whole_image_work(256 * 192)[0] > kodak_steps
+    for pixels in (4000 * 3000, 6000 * 4000, 8192 * 8192, 32768 * 2048):
+        steps, work = whole_image_work(pixels)
+        assert 1 <= steps < kodak_steps and work <= REFINE_WORK_BOUND * kodak_work * 1.02

@@ -107,3 +107,38 @@ def test_a_time_budget_splits_by_time_share() -> None:
     crops, refine = training_phases(config)
     assert refine.share < 0.2 and refine.time_share == pytest.approx(0.5)
     assert phase_ends([crops.time_share, refine.time_share]) == (pytest.approx(0.5), 1.0)
+
+
+@pytest.mark.parametrize(("preset", "hard"), [("fast", True), ("default", True), ("default", False)])
+def test_whole_image_passes_in_bands_match_the_whole_image(
+    preset: str, hard: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a band budget small enough to split the sample into several bands, the compressing
+    network's latent, the restored image, the evaluation and a free-latent step's gradients
+    are those of the whole image (up to float32 summation order)."""
+    pixels = load_image(sample_path())
+    config = EncoderOptions(preset, quality=8, steps=4, seed=3).resolve(3)
+    whole = Trainer(pixels, config)
+    monkeypatch.setattr(train_module, "TRAINING_BAND_VALUES", 1 << 14)
+    banded = Trainer(pixels, config)
+    banded.model.load_state_dict(whole.model.state_dict())
+    banded.entropy.load_state_dict(whole.entropy.state_dict())
+    assert len(whole.bands) == 1 and len(banded.bands) >= 3
+    with torch.no_grad():
+        torch.testing.assert_close(banded.analyse_image(), whole.analyse_image(), rtol=1e-5, atol=1e-5)
+        latent = whole.analyse_image()
+        parts = [banded.restore_band(latent, first, end)[0] for first, end in banded.bands]
+        restored = whole.model.restore(latent)
+        torch.testing.assert_close(torch.cat(parts, dim=-2), restored, rtol=1e-5, atol=1e-5)
+    assert banded.evaluate() == pytest.approx(whole.evaluate(), rel=1e-6)
+    refine = training_phases(config)[-1]
+    for trainer in (whole, banded):
+        trainer.latent = torch.nn.Parameter(latent.clone())
+        torch.manual_seed(0)
+        trainer.backward(refine, trainer.image, hard=hard, fraction=0.0)
+    torch.testing.assert_close(banded.latent.grad, whole.latent.grad, rtol=1e-3, atol=1e-6)
+    for mine, theirs in zip(banded.model.decoder_weights, whole.model.decoder_weights):
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(
+        banded.entropy.context_weights.grad, whole.entropy.context_weights.grad, rtol=1e-3, atol=1e-6
+    )

@@ -328,6 +328,11 @@ DEFAULT_STEPS, DEFAULT_REFINE_STEPS = 4500, 570
 #: :data:`NETWORK_REFERENCE_PIXELS` (its steps are that much cheaper) and shrink for a larger one.
 REFINE_SCALE_BOUNDS = (0.25, 8.0)
 
+#: The most whole-image work (steps x pixels) any image gets, in multiples of a reference-size
+#: image's: past 32 reference images (12.6 MP) the phase's time stops growing with the size, so
+#: that a 24 MP photo encodes in bounded time (docs/decisions.md, "Whole-image passes in bands").
+REFINE_WORK_BOUND = 8.0
+
 
 def effort_steps(config: CodecConfig, pixels: int | None) -> tuple[int, int]:
     """(crop steps, whole-image steps) of ``config``'s effort for an image of ``pixels``.
@@ -337,14 +342,16 @@ def effort_steps(config: CodecConfig, pixels: int | None) -> tuple[int, int]:
     (:data:`NETWORK_REFERENCE_PIXELS`); another size keeps the crop steps and scales the
     whole-image steps inversely with its pixels (within :data:`REFINE_SCALE_BOUNDS`), so that the
     phase does about the same work: a small image, whose weights weigh most in its file, gets
-    many more cheap whole-image steps, and a camera-size one a bounded time. It depends on the
+    many more cheap whole-image steps, and a camera-size one a bounded time (at most
+    :data:`REFINE_WORK_BOUND` times the reference's whole-image work). It depends on the
     size alone, so the file stays the same whatever the machine's load.
     """
     crop_steps = round(config.steps * (1.0 - config.refine_share))
     refine_steps = config.steps - crop_steps
     if pixels is not None and refine_steps > 0:
         low, high = REFINE_SCALE_BOUNDS
-        scale = min(max(NETWORK_REFERENCE_PIXELS / max(pixels, 1), low), high)
+        size = NETWORK_REFERENCE_PIXELS / max(pixels, 1)
+        scale = min(max(size, low), high, REFINE_WORK_BOUND * size)
         refine_steps = max(1, round(refine_steps * scale))
     return crop_steps, refine_steps
 

@@ -86,36 +86,47 @@ class LatentEntropyModel(nn.Module):
         self.context_weights = nn.Parameter(start) if context_levels else None
         self._maps: dict[tuple[int, int, str], tuple[torch.Tensor, list[_PhaseMaps]]] = {}
 
-    def bits(self, latent: torch.Tensor) -> torch.Tensor:
-        """Total bits of a (noisy or rounded) latent (N, L, h, w) under the model: differentiable."""
+    def bits(self, latent: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Total bits of a (noisy or rounded) latent (N, L, h, w) under the model: differentiable.
+
+        ``rows`` = (first, end) counts only those latent rows, read with the rows their context
+        reaches beyond them: a whole-image pass in bands sums the bands' bits to the whole's.
+        """
         loc = self.location.view(1, -1, 1, 1)
         scale = torch.exp(self.log_scale).clamp(MIN_SCALE, MAX_SCALE).view(1, -1, 1, 1)
         if self.context_weights is None:
-            return _laplace_bits(latent, loc, scale)
-        channels = latent.shape[1]
-        grid, phases = self._phase_maps(latent.shape[-2], latent.shape[-1], latent.device)
+            return _laplace_bits(latent if rows is None else latent[..., rows[0] : rows[1], :], loc, scale)
+        channels, height = latent.shape[1], latent.shape[-2]
+        grid, phases = self._phase_maps(height, latent.shape[-1], latent.device)
+        first, end = (0, height) if rows is None else rows
+        reach = max((phase.distance for phase in phases), default=0)
+        top, bottom = max(0, first - reach), min(height, end + reach)
+        latent = latent[..., top:bottom, :]
         # every position gets the location and log2(scale) of its own phase, then one Laplace
-        location_map = loc * grid
-        log2_scale_map = (self.log_scale / _LOG2).view(1, -1, 1, 1) * grid
+        location_map = loc * grid[..., top:bottom, :]
+        log2_scale_map = (self.log_scale / _LOG2).view(1, -1, 1, 1) * grid[..., top:bottom, :]
         for phase in phases:
-            masked = latent * phase.known
+            masked = latent * phase.known[..., top:bottom, :]
             both = torch.cat([masked, masked.abs()], dim=1)
-            sums = _neighbour_total(both, phase.pattern, phase.distance) * phase.inverse_count
+            inverse_count = phase.inverse_count[..., top:bottom, :]
+            sums = _neighbour_total(both, phase.pattern, phase.distance) * inverse_count
             mean, mean_abs = sums[:, :channels], sums[:, channels:]
             activity = mean_abs.mean(dim=1, keepdim=True)
             params = self.context_weights[phase.level - 1]
             weight, offset, slope, shared = (
                 params[:, phase.pattern_index, k].view(1, -1, 1, 1) for k in range(PATTERN_PARAMETERS)
             )
-            location_map = location_map + phase.target * (weight * mean)
+            target = phase.target[..., top:bottom, :]
+            location_map = location_map + target * (weight * mean)
             log2_scale = (
                 offset
                 + slope * torch.log2(CONTEXT_OFFSET + mean_abs)
                 + shared * torch.log2(CONTEXT_OFFSET + activity)
             )
-            log2_scale_map = log2_scale_map + phase.target * log2_scale
+            log2_scale_map = log2_scale_map + target * log2_scale
         scale_map = torch.exp2(log2_scale_map).clamp(MIN_SCALE, MAX_SCALE)
-        return _laplace_bits(latent, location_map, scale_map)
+        own = slice(first - top, end - top)
+        return _laplace_bits(latent[..., own, :], location_map[..., own, :], scale_map[..., own, :])
 
     def _phase_maps(
         self, height: int, width: int, device: torch.device

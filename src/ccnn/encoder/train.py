@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..format.spec import LatentMode
+from ..format.exact import input_margin
+from ..format.spec import LatentMode, LayerSpec
 from ..settings import DEVICES, CodecConfig, TrainingPhase
 from .entropy_model import LatentEntropyModel
 from .model import CCNN
@@ -39,6 +40,13 @@ CALIBRATION_POINTS = (0.4, 0.75)
 
 #: Squared errors below this (PSNR 100 dB) count as this in the PSNR loss, which keeps log finite.
 MSE_FLOOR = 1e-10
+
+#: Values one layer's output may hold in one band of a whole-image pass (64 MiB of float32).
+#: The whole-image passes (the free latent's steps, evaluations, the compressing network's
+#: latent) run in bands of latent rows when a layer's output for the whole image would hold
+#: more, so that a camera-size photo trains in bounded memory; a Kodak-size image is one band.
+#: Why: docs/decisions.md, "Whole-image passes in bands".
+TRAINING_BAND_VALUES = 1 << 24
 
 
 @dataclass
@@ -136,12 +144,67 @@ def rd_objective(bpp: Any, mse: Any, config: CodecConfig, squared_error: bool = 
     return bpp + config.rate_lambda * 255.0**2 * mse
 
 
+def distortion_gradient(mse: float, config: CodecConfig, squared_error: bool = False) -> float:
+    """How fast :func:`rd_objective` grows with the squared error at ``mse``: the weight a band's
+    squared error gets when a whole-image step is summed band by band."""
+    if config.distortion == "psnr" and not squared_error:
+        return config.psnr_slope * 10.0 / (math.log(10.0) * max(mse, MSE_FLOOR))
+    return config.rate_lambda * 255.0**2
+
+
 def _crop_batch(x: torch.Tensor, size: int, count: int, rng: np.random.Generator) -> torch.Tensor:
     """``count`` random ``size`` x ``size`` crops of ``x``, stacked as a batch."""
     _, _, height, width = x.shape
     tops = rng.integers(0, height - size + 1, size=count)
     lefts = rng.integers(0, width - size + 1, size=count)
     return torch.cat([x[:, :, t : t + size, s : s + size] for t, s in zip(tops, lefts)], dim=0)
+
+
+def restoring_halo(layers: Sequence[LayerSpec]) -> int:
+    """Latent rows a band of the restoring network needs beyond its own on each side.
+
+    Past a band's edge each transposed convolution sees zeros where the whole image has
+    values, which spoils the output rows whose taps reach there (:func:`input_margin`); the
+    spoiled rows grow through the layers. A band computed with this many extra latent rows each
+    side and cut back to its own rows is the whole image's result there.
+    """
+    spoiled, stride = 0, 1
+    for layer in layers:
+        spoiled = layer.stride * (spoiled + input_margin(layer))
+        stride *= layer.stride
+    return -(-spoiled // stride)
+
+
+def analysing_halo(layers: Sequence[LayerSpec]) -> int:
+    """Latent rows' worth of image rows a band of the compressing network needs beyond its own.
+
+    A strided convolution at a band's edge pads zeros where the image goes on, which spoils the
+    output rows whose kernel reaches past it; this counts the latent rows so spoiled, so that a
+    band of the image widened by that many latent rows' pixels and cut back is exact.
+    """
+    spoiled = 0
+    for layer in layers:
+        before, _ = layer.padding
+        reach = max(before, layer.kernel - 1 - before)
+        spoiled = -(-(spoiled + reach) // layer.stride)
+    return spoiled
+
+
+def latent_bands(
+    config: CodecConfig, latent_height: int, latent_width: int, channels: int
+) -> list[tuple[int, int]]:
+    """Latent row ranges of the whole-image passes: as many rows per band as keep every layer's
+    output within :data:`TRAINING_BAND_VALUES` (one band when the whole image does)."""
+    per_row, stride = channels * config.total_stride**2 * latent_width, 1
+    for layer in config.encoder:
+        stride *= layer.stride
+        per_row = max(per_row, layer.channels * (config.total_stride // stride) ** 2 * latent_width)
+    stride = 1
+    for layer in config.decoder:
+        stride *= layer.stride
+        per_row = max(per_row, layer.channels * stride**2 * latent_width)
+    rows = max(1, TRAINING_BAND_VALUES // per_row)
+    return [(first, min(first + rows, latent_height)) for first in range(0, latent_height, rows)]
 
 
 def phase_ends(shares: Sequence[float]) -> tuple[float, ...]:
@@ -239,6 +302,10 @@ class Trainer:
         dev = pick_device(device)
         self.height, self.width, channels = pixels.shape
         self.image = image_tensor(pixels, config.total_stride).to(dev)
+        latent_height, latent_width = (side // config.total_stride for side in self.image.shape[-2:])
+        self.bands = latent_bands(config, latent_height, latent_width, channels)
+        #: the squared error of the last banded step, which weighs the next step's bands
+        self.train_mse: float | None = None
         self.model = CCNN(config, channels).to(dev)
         self.entropy = LatentEntropyModel(
             config.latent_channels,
@@ -258,7 +325,29 @@ class Trainer:
 
     def current_latent(self) -> torch.Tensor:
         """The latent that would be coded now: the free one, or the compressing network's."""
-        return self.model.analyse(self.image) if self.latent is None else self.latent
+        return self.analyse_image() if self.latent is None else self.latent
+
+    def analyse_image(self) -> torch.Tensor:
+        """The compressing network's latent of the whole image; in bands (without a gradient)
+        when there are several, each from its rows of the image and a halo."""
+        if len(self.bands) == 1:
+            return self.model.analyse(self.image)
+        stride, halo = self.config.total_stride, analysing_halo(self.config.encoder)
+        rows, parts = self.image.shape[-2] // stride, []
+        with torch.no_grad():
+            for first, end in self.bands:
+                top, bottom = max(0, first - halo), min(rows, end + halo)
+                band = self.model.analyse(self.image[..., top * stride : bottom * stride, :])
+                parts.append(band[..., first - top : end - top, :])
+        return torch.cat(parts, dim=-2)
+
+    def restore_band(self, latent: torch.Tensor, first: int, end: int) -> tuple[torch.Tensor, int]:
+        """Restored image rows of latent rows ``first..end-1`` (from them and a halo), and the
+        first of those image rows."""
+        stride, halo = self.config.total_stride, restoring_halo(self.config.decoder)
+        top, bottom = max(0, first - halo), min(latent.shape[-2], end + halo)
+        restored = self.model.restore(latent[..., top:bottom, :])
+        return restored[..., (first - top) * stride : (end - top) * stride, :], first * stride
 
     def evaluate(self) -> float:
         """Whole-image loss of the coded (rounded) latent; remembers the best state so far.
@@ -272,10 +361,21 @@ class Trainer:
             coded = torch.round(latent)
             if config.latent_mode is LatentMode.BYTE:
                 coded = torch.clamp(coded, 0, 255)
-            restored = self.model.restore(coded)[..., :height, :width]
-            restored = torch.clamp(torch.round(restored * 255.0), 0, 255)
-            mse = torch.mean((restored - self.image[..., :height, :width] * 255.0) ** 2).item() / 255.0**2
-            bpp = self.entropy.bits(coded).item() / (height * width)
+            if len(self.bands) == 1:
+                restored = self.model.restore(coded)[..., :height, :width]
+                restored = torch.clamp(torch.round(restored * 255.0), 0, 255)
+                mse = torch.mean((restored - self.image[..., :height, :width] * 255.0) ** 2).item() / 255.0**2
+            else:
+                total, bits = 0.0, 0.0
+                for first, end in self.bands:
+                    restored, top = self.restore_band(coded, first, end)
+                    rows = max(0, min(height - top, restored.shape[-2]))
+                    restored = torch.clamp(torch.round(restored[..., :rows, :width] * 255.0), 0, 255)
+                    target = self.image[..., top : top + rows, :width] * 255.0
+                    total += torch.sum((restored - target) ** 2, dtype=torch.float64).item()
+                    bits += self.entropy.bits(coded, (first, end)).item()
+                mse = total / (self.image.shape[1] * height * width) / 255.0**2
+            bpp = (self.entropy.bits(coded).item() if len(self.bands) == 1 else bits) / (height * width)
         squared_error_loss = rd_objective(bpp, mse, config, squared_error=True)
         psnr = 10 * math.log10(1.0 / max(mse, 1e-12))
         overhead = 0.0 if self.overhead_bits is None else self.overhead_bits(self.model, self.entropy)
@@ -321,7 +421,7 @@ class Trainer:
         self.evaluate()
         self.restore_best()
         with torch.no_grad():
-            self.latent = torch.nn.Parameter(self.model.analyse(self.image).detach().clone())
+            self.latent = torch.nn.Parameter(self.analyse_image().detach().clone())
         self.forget_best()
         self.evaluate()
 
@@ -369,15 +469,61 @@ class Trainer:
             return lambda: self.image
         return lambda: _crop_batch(self.image, crop, phase.crops_per_step, self.rng)
 
-    def loss(self, phase: TrainingPhase, target: torch.Tensor, hard: bool, fraction: float) -> torch.Tensor:
-        """The training loss of one step of ``phase`` on ``target`` (a batch of crops or the image)."""
+    def backward(self, phase: TrainingPhase, target: torch.Tensor, hard: bool, fraction: float) -> float:
+        """The training loss of one step of ``phase`` on ``target`` (a batch of crops or the
+        image), its gradients accumulated in the tensors that learn."""
+        if phase.learns == "latent" and len(self.bands) > 1:
+            return self.banded_backward(phase, hard, fraction)
         latent = self.model.analyse(target) if phase.learns == "networks" else self.latent
         assert latent is not None
         squared_error = phase.loss == "squared_error"
         temperature = soft_round_temperature(phase, fraction)
-        return rd_loss(
+        loss = rd_loss(
             self.model, self.entropy, latent, target, self.config, hard, squared_error, temperature
         )[0]
+        loss.backward()
+        return loss.item()
+
+    def banded_backward(self, phase: TrainingPhase, hard: bool, fraction: float) -> float:
+        """A whole-image step of the free latent, its gradients summed band by band.
+
+        The loss is the latent's bits plus a function of the image's squared error, both sums
+        over bands: each band's bits and error are backpropagated at once, the error weighted by
+        the loss's slope in the squared error (:func:`distortion_gradient`, at the previous
+        step's error, which moves little from one step to the next), into a detached copy of
+        the rounded latent, whose gradient is then passed on through the rounding. Only one
+        band's activations are alive at a time.
+        """
+        assert self.latent is not None
+        config, image = self.config, self.image
+        squared_error = phase.loss == "squared_error"
+        temperature = soft_round_temperature(phase, fraction)
+        restored_in, rate_in = quantize_for_training(self.latent, config, hard, temperature)
+        assert rate_in is restored_in, "the free latent's rate and image come from one rounding"
+        count, pixels = image.numel(), image.shape[0] * image.shape[-2] * image.shape[-1]
+        detached = restored_in.detach().requires_grad_(True)
+        if self.train_mse is None:
+            with torch.no_grad():
+                self.train_mse = self._banded_squared_error(detached) / count
+        weight = distortion_gradient(self.train_mse, config, squared_error) / count
+        total, bits = 0.0, 0.0
+        for first, end in self.bands:
+            restored, top = self.restore_band(detached, first, end)
+            error = torch.sum((restored - image[..., top : top + restored.shape[-2], :]) ** 2)
+            band_bits = self.entropy.bits(detached, (first, end))
+            (error * weight + band_bits / pixels).backward()
+            total, bits = total + error.item(), bits + band_bits.item()
+        self.train_mse = total / count
+        restored_in.backward(detached.grad)
+        return rd_objective(bits / pixels, self.train_mse, config, squared_error)
+
+    def _banded_squared_error(self, latent: torch.Tensor) -> float:
+        """The summed squared error of the image restored from ``latent``, band by band."""
+        total = 0.0
+        for first, end in self.bands:
+            restored, top = self.restore_band(latent, first, end)
+            total += torch.sum((restored - self.image[..., top : top + restored.shape[-2], :]) ** 2).item()
+        return total
 
     def steer(self) -> None:
         """Let the rate controller move the price of a dB after an evaluation (the next steps
@@ -413,6 +559,7 @@ class Trainer:
         budget = self.config.seconds
         seconds = math.inf if budget is None else max(budget * time_end - self.elapsed(), 1e-3)
         optimizer = Adam(parameter_groups)
+        self.train_mse = None
         # the evaluations at which rate control packs the state for real (CALIBRATION_POINTS)
         interval = phase.eval_interval
         calibrations = {round(point * steps) // interval * interval for point in CALIBRATION_POINTS}
@@ -424,14 +571,13 @@ class Trainer:
                 break
             hard = fraction >= 1.0 - phase.hard_share
             _set_learning_rates(optimizer, rates, lr_scale, done, fraction)
-            loss = self.loss(phase, batch(), hard, fraction)
             optimizer.zero_grad()
-            loss.backward()
+            loss = self.backward(phase, batch(), hard, fraction)
             torch.nn.utils.clip_grad_norm_(params, 5.0, foreach=True)
             optimizer.step()
             self.step += 1
             due = done > 0 and (done + 1) % phase.eval_interval == 0
-            if not math.isfinite(loss.item()) or (due and self.diverged()):
+            if not math.isfinite(loss) or (due and self.diverged()):
                 self.restore_best()
                 optimizer = Adam(parameter_groups)
                 lr_scale *= 0.5
