@@ -169,13 +169,14 @@ def _best_lines(report: Report) -> list[str]:
         rows.append((f"trial {baseline.number} (the preset's settings)", baseline))
     elif baseline is best:
         rows[0] = (f"trial {best.number} (best: the preset's own settings)", best)
-    vs_preset = "rate vs the preset at equal PSNR" if report.paper else "BD-rate vs the preset"
+    # a paper trial is one point: two of them, at different PSNRs, compare only through JPEG
+    vs_preset = () if report.paper else ("BD-rate vs the preset",)
     lines = [
         "",
         f"## Best settings: trial {best.number}",
         "",
-        f"| trial | {report.score_name} | {vs_preset} | PSNR | bpp | s per encode |",
-        "|---|---:|---:|---|---|---:|",
+        "| " + " | ".join(("trial", report.score_name, *vs_preset, "PSNR", "bpp", "s per encode")) + " |",
+        "|---|---:|" + "---:|" * len(vs_preset) + "---|---|---:|",
     ]
     for label, trial in rows:
         curve = _curve(trial)
@@ -184,20 +185,21 @@ def _best_lines(report: Report) -> list[str]:
             relative = 0.0
         psnr = "—" if curve is None else curve.psnr_range()
         rate = "—" if curve is None else curve.bpp_range()
-        cells = (label, _score_cell(trial, report), _pct(relative), psnr, rate, _seconds(trial))
+        compared = () if report.paper else (_pct(relative),)
+        cells = (label, _score_cell(trial, report), *compared, psnr, rate, _seconds(trial))
         lines.append("| " + " | ".join(cells) + " |")
     if report.paper:
         lines += [
             "",
-            "A paper trial is one point per image, so two trials compare through JPEG: each column is "
-            "its rate against JPEG's at its own PSNR.",
+            "A paper trial is one point per image (its ratio sets its rate), so two trials compare "
+            "through JPEG: each one's rate against JPEG's at its own PSNR.",
         ]
     elif baseline is None:
         lines += ["", "The preset's own settings have not finished yet: no comparison with them."]
     lines += [
         "",
         f"`ccnn compress IMAGE --config {report.output.name}` encodes with them (written beside this "
-        "report); flags override the file, e.g. `-q 6` or `--steps 700`.",
+        f"report); flags override the file, e.g. `{'--steps 3000' if report.paper else '-q 6'}`.",
         "",
         "| setting | best | the preset's | searched |",
         "|---|---|---|---|",

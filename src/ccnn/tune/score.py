@@ -39,10 +39,15 @@ class Curve:
         return cls(tuple(data["quality"]), tuple(data["bpp"]), tuple(data["psnr"]))
 
     def psnr_range(self) -> str:
-        return f"{min(self.psnr):.2f}–{max(self.psnr):.2f} dB" if self.psnr else "—"
+        return _span(self.psnr, ".2f") + " dB" if self.psnr else "—"
 
     def bpp_range(self) -> str:
-        return f"{min(self.bpp):.3f}–{max(self.bpp):.3f}" if self.bpp else "—"
+        return _span(self.bpp, ".3f") if self.bpp else "—"
+
+
+def _span(values: Sequence[float], spec: str) -> str:
+    low, high = format(min(values), spec), format(max(values), spec)
+    return low if low == high else f"{low}–{high}"
 
 
 def averaged(points: Sequence[Point], qualities: Sequence[int | None]) -> Curve:
