@@ -177,7 +177,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     written = " and ".join(str(path) for path in summary.written)
     if summary.interrupted:
         print(
-            f"ccnn: interrupted; the study keeps its {summary.finished} finished trials ({args.study}), "
+            f"ccnn: interrupted; the study keeps its {summary.finished} finished "
+            f"trial{'' if summary.finished == 1 else 's'} ({args.study}), "
             f"{written} describe them; run the same command again to continue",
             file=sys.stderr,
         )
