@@ -116,7 +116,8 @@ def add_tune_command(commands: argparse._SubParsersAction) -> None:
         "-j",
         "--jobs",
         type=int,
-        help="trials run at once: local worker processes (default: 1, in this process)",
+        help="trials run at once: local worker processes (default: 1, in this process), or Ray tasks "
+        "with --ray (default: two per CPU slot of the cluster)",
     )
     tune.add_argument(
         "--threads",

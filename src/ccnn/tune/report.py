@@ -30,7 +30,6 @@ class Report:
 
     study: str
     name: str
-    request: Any  # TuneRequest (kept untyped here: run.py imports this module)
     conditions: dict[str, Any]
     anchor: Curve
     anchor_label: str

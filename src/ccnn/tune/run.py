@@ -521,7 +521,7 @@ def run_tune(
     finally:
         bar.close()
     summary.finished, summary.added = search.finished, search.added
-    _write_outputs(optuna, tuned, space, request, summary, output)
+    _write_outputs(optuna, tuned, space, summary, output)
     return summary
 
 
@@ -537,7 +537,6 @@ def _write_outputs(
     optuna: ModuleType,
     study: Any,
     space: SearchSpace,
-    request: TuneRequest,
     summary: TuneSummary,
     output: Path,
 ) -> None:
@@ -547,7 +546,6 @@ def _write_outputs(
     report = Report(
         study=summary.study,
         name=summary.name,
-        request=request,
         conditions=study.user_attrs["conditions"],
         anchor=Curve.from_dict(study.user_attrs["anchor"]),
         anchor_label=study.user_attrs.get("anchor_label", "JPEG"),
