@@ -10,7 +10,15 @@ import pytest
 from PIL import Image
 
 from ccnn import EncoderOptions
-from ccnn.bench.bdrate import MIN_OVERLAP, Pchip, bd_psnr, bd_rate, overlap_share, quality_at_rate
+from ccnn.bench.bdrate import (
+    MIN_OVERLAP,
+    Pchip,
+    bd_psnr,
+    bd_rate,
+    overlap_share,
+    quality_at_rate,
+    rate_at_quality,
+)
 from ccnn.bench.codecs import CLASSICAL, CcnnCodec, Codec, JpegCodec, psnr_at_size
 from ccnn.bench.report import (
     NARROW_MARK,
@@ -91,6 +99,18 @@ def test_quality_at_rate() -> None:
     assert 31.0 < quality_at_rate(ANCHOR_RATE, ANCHOR_PSNR, 0.7) < 34.0
     assert quality_at_rate(ANCHOR_RATE, ANCHOR_PSNR, 0.05) is None
     assert quality_at_rate(ANCHOR_RATE, ANCHOR_PSNR, 3.0) is None
+
+
+def test_rate_at_quality_is_the_one_point_bd_rate() -> None:
+    assert rate_at_quality(ANCHOR_RATE, ANCHOR_PSNR, 31.0) == pytest.approx(0.5)
+    assert rate_at_quality(ANCHOR_RATE, ANCHOR_PSNR, 20.0) is None
+    # a whole curve at 0.8 times the anchor's rate: its BD-rate, and every point's, is -20%
+    for quality, rate in zip(ANCHOR_PSNR[1:-1], ANCHOR_RATE[1:-1]):
+        assert 0.8 * rate / rate_at_quality(ANCHOR_RATE, ANCHOR_PSNR, quality) == pytest.approx(0.8)
+    middle = 29.0  # between points, nearly the inverse of quality_at_rate (the other interpolant)
+    assert quality_at_rate(ANCHOR_RATE, ANCHOR_PSNR, rate_at_quality(ANCHOR_RATE, ANCHOR_PSNR, middle)) == (
+        pytest.approx(middle, abs=0.01)
+    )
 
 
 def _curve(name: str, bpp: list[float], psnr: list[float], shares: list[float | None]) -> Curve:

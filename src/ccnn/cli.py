@@ -42,6 +42,7 @@ from .options import (
 from .presetinfo import describe_presets, preset_toml
 from .settings import METADATA_CHOICES, METADATA_DEFAULT, Preset
 from .sources import Source, read_source
+from .tune.command import add_tune_command
 from .videoio import is_clip_path
 
 #: Output extensions whose format loses detail: decompressing to them re-encodes the pixels.
@@ -355,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_commands(commands)
     add_batch_command(commands)
+    add_tune_command(commands)
     return parser
 
 

@@ -3,6 +3,10 @@
 Each runner takes an iterable of tasks, which it reads lazily so that only a bounded number
 of input files is held in memory, and yields ``(task, outcome)`` pairs in completion order.
 Runners never write files: the caller does, in one process, after recording the outcome.
+
+The runners are written for ``ccnn batch``'s :class:`~ccnn.batch.work.Task`, but take any
+picklable task and module-level function (``function``), with ``failed`` making the outcome
+of a task whose worker died: ``ccnn tune`` runs its trials on them too (:mod:`ccnn.tune`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from types import ModuleType
+from typing import Any, TypeVar
 
 from ..errors import CCNNError
 from ..install import pip_hint
@@ -34,12 +39,21 @@ RAY_INSTALL_HINT = f"--ray needs Ray, an optional extra: {pip_hint('ray')}"
 Results = Iterator[tuple[Task, Outcome]]
 TaskFunction = Callable[[Task], Outcome]
 
+#: Any task and its outcome, for callers other than the batch.
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def failed_outcome(message: str) -> Outcome:
+    """The batch's outcome of a task that could not run (its worker died, Ray gave up)."""
+    return Outcome(None, error=message)
+
 
 class RayMissingError(CCNNError):
     """``--ray`` was asked for but Ray is not installed (a usage error: exit code 2)."""
 
 
-def serial_results(tasks: Iterable[Task], function: TaskFunction = run_task) -> Results:
+def serial_results(tasks: Iterable[T], function: Callable[[T], R] = run_task) -> Iterator[tuple[T, R]]:
     """Run the tasks one after the other in this process (``--jobs 1``: no start-up cost)."""
     for task in tasks:
         yield task, function(task)
@@ -84,25 +98,26 @@ def _stop_pool(executor: ProcessPoolExecutor) -> None:
         process.join(timeout=10)
 
 
-Pending = dict[Future[Outcome], tuple[Task, int]]  # a submitted task and its attempt number
-Retries = deque[tuple[Task, int]]  # tasks whose worker died, to submit again first
+Pending = dict[Future[Any], tuple[Any, int]]  # a submitted task and its attempt number
+Retries = deque[tuple[Any, int]]  # tasks whose worker died, to submit again first
+Failed = Callable[[str], Any]  # the outcome of a task that could not run, from its message
 
 
-def _died(task: Task, attempt: int, retry: Retries) -> Outcome | None:
-    """Queue ``task`` again after its worker died, or give up on it after MAX_ATTEMPTS."""
+def _died(task: T, attempt: int, retry: Retries, failed: Failed = failed_outcome) -> Any:
+    """Queue ``task`` again after its worker died (None), or give up on it after MAX_ATTEMPTS."""
     if attempt < MAX_ATTEMPTS:
         retry.append((task, attempt + 1))
         return None
     tries = f"{MAX_ATTEMPTS} tries" if MAX_ATTEMPTS > 1 else "1 try"
-    return Outcome(None, error=f"its worker process died (killed, or out of memory?); {tries}")
+    return failed(f"its worker process died (killed, or out of memory?); {tries}")
 
 
 def _top_up(
     executor: ProcessPoolExecutor,
-    function: TaskFunction,
+    function: Callable[[Any], Any],
     pending: Pending,
     retry: Retries,
-    source: Iterator[Task],
+    source: Iterator[Any],
     limit: int,
 ) -> None:
     """Submit tasks until ``limit`` are in flight: retries first, then new ones, read lazily."""
@@ -117,13 +132,13 @@ def _top_up(
 
 
 def _collect(
-    done: Iterable[Future[Outcome]], pending: Pending, retry: Retries
-) -> tuple[list[tuple[Task, Outcome]], bool]:
+    done: Iterable[Future[Any]], pending: Pending, retry: Retries, failed: Failed = failed_outcome
+) -> tuple[list[tuple[Any, Any]], bool]:
     """The outcomes of the ``done`` futures, and whether the pool broke (a worker died).
 
     A task whose worker died is queued for a retry (no outcome yet) or, out of tries, failed.
     """
-    results: list[tuple[Task, Outcome]] = []
+    results: list[tuple[Any, Any]] = []
     broken = False
     for future in done:
         task, attempt = pending.pop(future)
@@ -131,30 +146,42 @@ def _collect(
             results.append((task, future.result()))
         except BrokenProcessPool:
             broken = True
-            if (outcome := _died(task, attempt, retry)) is not None:
+            if (outcome := _died(task, attempt, retry, failed)) is not None:
                 results.append((task, outcome))
         except Exception as exc:  # e.g. a result that cannot travel back
-            results.append((task, Outcome(None, error=f"worker error: {type(exc).__name__}: {exc}")))
+            results.append((task, failed(f"worker error: {type(exc).__name__}: {exc}")))
     return results, broken
 
 
-def _lost_with_pool(pending: Pending, retry: Retries) -> list[tuple[Task, Outcome]]:
+def _lost_with_pool(
+    pending: Pending, retry: Retries, failed: Failed = failed_outcome
+) -> list[tuple[Any, Any]]:
     """Every task still in a broken pool went down with it: retry it, or fail it if out of tries."""
-    results: list[tuple[Task, Outcome]] = []
+    results: list[tuple[Any, Any]] = []
     for task, attempt in pending.values():
-        if (outcome := _died(task, attempt, retry)) is not None:
+        if (outcome := _died(task, attempt, retry, failed)) is not None:
             results.append((task, outcome))
     pending.clear()
     return results
 
 
-def pool_results(tasks: Iterable[Task], jobs: int, function: TaskFunction = run_task) -> Results:
+def pool_results(
+    tasks: Iterable[T],
+    jobs: int,
+    function: Callable[[T], R] = run_task,
+    *,
+    failed: Callable[[str], R] = failed_outcome,
+    per_slot: int = QUEUE_PER_SLOT,
+) -> Iterator[tuple[T, R]]:
     """Run the tasks on ``jobs`` worker processes of this machine.
 
     A worker that dies (killed, out of memory) breaks the whole pool; the tasks it held are
     retried on a fresh pool, up to MAX_ATTEMPTS times each, and the batch goes on.
     ``function`` (a module-level function, since workers import it by name) stands in for
-    :func:`run_task` in tests.
+    :func:`run_task` in tests and for other work (``ccnn tune``'s trials); ``failed`` makes
+    the outcome of a task out of tries. ``per_slot`` tasks per worker are kept in flight: 1
+    when each task should be read from ``tasks`` only once a worker is free for it (a tuner
+    asks for its next trial as late as it can).
     """
     source = iter(tasks)
     retry: Retries = deque()
@@ -163,13 +190,13 @@ def pool_results(tasks: Iterable[Task], jobs: int, function: TaskFunction = run_
     finished = False
     try:
         while True:
-            _top_up(executor, function, pending, retry, source, QUEUE_PER_SLOT * jobs)
+            _top_up(executor, function, pending, retry, source, per_slot * jobs)
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            results, broken = _collect(done, pending, retry)
+            results, broken = _collect(done, pending, retry, failed)
             if broken:
-                results += _lost_with_pool(pending, retry)
+                results += _lost_with_pool(pending, retry, failed)
                 _stop_pool(executor)
                 executor = _new_pool(jobs)
             yield from results
@@ -219,45 +246,57 @@ def _on_cpu(task: Task) -> Task:
     return task
 
 
-def _ray_outcome(ray: ModuleType, ref: object) -> Outcome:
+def _ray_outcome(ray: ModuleType, ref: object, failed: Failed = failed_outcome) -> Any:
     """The outcome of a finished Ray task; a task Ray gave up on fails with Ray's first line."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as exc:
         lines = str(exc).strip().splitlines()
         detail = lines[0] if lines else type(exc).__name__
-        return Outcome(None, error=f"Ray task failed: {type(exc).__name__}: {detail}")
+        return failed(f"Ray task failed: {type(exc).__name__}: {detail}")
 
 
-def ray_results(tasks: Iterable[Task], address: str | None, threads: int, device: str | None) -> Results:
+def ray_results(
+    tasks: Iterable[T],
+    address: str | None,
+    threads: int,
+    device: str | None,
+    *,
+    function: Callable[[T], R] = run_task,
+    failed: Callable[[str], R] = failed_outcome,
+    on_cpu: Callable[[T], T] = _on_cpu,
+    in_flight: int | None = None,
+) -> Iterator[tuple[T, R]]:
     """Run one Ray task per image on the cluster at ``address`` (``None``: Ray's default choice).
 
     Each task asks for ``threads`` CPUs and, where the cluster has GPUs and ``device`` allows
     them, one GPU. Where no GPU is requested the task trains on the CPU even if its node has
-    one, so that its bytes are those of a local CPU run. A Ray instance this function started
-    is shut down at the end; one that was already running (``ray.init`` by the caller) is
-    left alone.
+    one (``on_cpu`` pins it), so that its bytes are those of a local CPU run. At most
+    ``in_flight`` tasks are submitted at once (default: two per CPU slot of the cluster). A
+    Ray instance this function started is shut down at the end; one that was already running
+    (``ray.init`` by the caller) is left alone. ``function`` and ``failed`` are as for
+    :func:`pool_results`.
     """
     ray = import_ray()
     started = _connect(ray, address)
-    pending: dict[object, Task] = {}
+    pending: dict[object, Any] = {}
     try:
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0) > 0 and device not in ("cpu",)
-        remote = ray.remote(run_task).options(
+        remote = ray.remote(function).options(
             num_cpus=threads, num_gpus=1 if gpus else 0, max_retries=MAX_ATTEMPTS - 1
         )
-        limit = QUEUE_PER_SLOT * max(1, int(resources.get("CPU", 1) // threads))
+        limit = in_flight or QUEUE_PER_SLOT * max(1, int(resources.get("CPU", 1) // threads))
         source = iter(tasks)
         while True:
             while len(pending) < limit and (task := next(source, None)) is not None:
-                task = task if gpus else _on_cpu(task)
+                task = task if gpus else on_cpu(task)
                 pending[remote.remote(task)] = task
             if not pending:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                yield pending.pop(ref), _ray_outcome(ray, ref)
+                yield pending.pop(ref), _ray_outcome(ray, ref, failed)
     finally:
         for ref in pending:
             with contextlib.suppress(Exception):

@@ -155,6 +155,19 @@ def quality_at_rate(rate: Sequence[float], quality: Sequence[float], target: flo
     return Pchip(x, y)(math.log(target))
 
 
+def rate_at_quality(rate: Sequence[float], quality: Sequence[float], target: float) -> float | None:
+    """Rate of a curve at ``target`` quality (PCHIP of log-rate, as :func:`bd_rate` interpolates),
+    or None outside the measured range.
+
+    The one-point limit of a BD-rate: a single test point's rate against this curve's at its
+    quality (``ccnn tune --paper``, whose trials are one point each).
+    """
+    x, y = _curve(quality, np.log(np.asarray(rate, dtype=np.float64)))
+    if len(x) < 2 or not x[0] <= target <= x[-1]:
+        return None
+    return math.exp(Pchip(x, y)(target))
+
+
 def overlap_share(quality_a: Sequence[float], quality_b: Sequence[float]) -> float | None:
     """The share (0 to 1) of the narrower curve's quality range that both curves cover.
 
