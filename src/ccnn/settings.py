@@ -329,9 +329,9 @@ DEFAULT_STEPS, DEFAULT_REFINE_STEPS = 4500, 570
 REFINE_SCALE_BOUNDS = (0.25, 8.0)
 
 #: The most whole-image work (steps x pixels) any image gets, in multiples of a reference-size
-#: image's: past 32 reference images (12.6 MP) the phase's time stops growing with the size, so
+#: image's: past 24 reference images (9.4 MP) the phase's time stops growing with the size, so
 #: that a 24 MP photo encodes in bounded time (docs/decisions.md, "Whole-image passes in bands").
-REFINE_WORK_BOUND = 8.0
+REFINE_WORK_BOUND = 6.0
 
 
 def effort_steps(config: CodecConfig, pixels: int | None) -> tuple[int, int]:
