@@ -22,8 +22,10 @@ from .errors import CCNNError, ConfigError
 from .files import check_writable, write_atomic
 from .format.video import FRAME_TYPE_NAMES, VideoInfo, YUVFrame
 from .options import TrainingProgress
-from .videoio import YUVClip, y4m_bytes, yuv444_to_rgb
+from .videoio import YUVClip, ffv1_mkv_bytes, require_av, y4m_bytes, yuv444_to_rgb
 
+#: The lossless files a clip decompresses to, by ending: the decoder's own 4:2:0 planes, bit for bit.
+_CLIP_OUTPUTS = {".y4m": "Y4M 4:2:0", ".mkv": "FFV1 4:2:0 in Matroska"}
 #: Image settings that mean nothing for a clip; the clip presets stop on a step count only.
 _IMAGE_ONLY = ("seconds", "ratio", "kernel", "slope", "target_bpp", "max_bytes", "target_psnr", "config")
 
@@ -70,7 +72,8 @@ def _is_folder_output(name: str) -> bool:
 
 
 def decompress_clip(args: argparse.Namespace, source: Path, data: bytes) -> int:
-    """``ccnn decompress CLIP.ccnn``: a Y4M file (lossless: the decoder's own 4:2:0 planes) or PNG frames."""
+    """``ccnn decompress CLIP.ccnn``: Y4M or FFV1 in Matroska (lossless: the decoder's own 4:2:0
+    planes), or PNG frames (RGB by BT.601)."""
     name = args.output or str(source.with_name(f"{source.stem}-ccnn.y4m"))
     start = time.perf_counter()
     info = read_video_info(data)
@@ -80,19 +83,21 @@ def decompress_clip(args: argparse.Namespace, source: Path, data: bytes) -> int:
         what = f"{count} PNG frames"
     else:
         out = Path(name)
-        if out.suffix.lower() != ".y4m":
+        suffix = out.suffix.lower()
+        if suffix not in _CLIP_OUTPUTS:
             raise CCNNError(
-                f"{out}: clips decompress to .y4m or to a folder of PNG frames (end the name with /)"
+                f"{out}: clips decompress to .y4m, to .mkv (FFV1) or to a folder of PNG frames "
+                "(end the name with /)"
             )
+        if suffix == ".mkv":
+            require_av()  # before the existing-output check and the decoding: say what is missing first
         check_writable(out, args.force, inputs=(source,))
-        chunks = y4m_bytes(
-            (YUVClip(f.y[None], f.u[None], f.v[None], info.fps) for f in frames),
-            info.width,
-            info.height,
-            info.fps,
-        )
-        write_atomic(out, b"".join(chunks), force=args.force)
-        what = f"{info.frames} frames, Y4M 4:2:0"
+        clips = (YUVClip(f.y[None], f.u[None], f.v[None], info.fps) for f in frames)
+        if suffix == ".mkv":
+            write_atomic(out, ffv1_mkv_bytes(clips, info.width, info.height, info.fps), force=args.force)
+        else:
+            write_atomic(out, b"".join(y4m_bytes(clips, info.width, info.height, info.fps)), force=args.force)
+        what = f"{info.frames} frames, {_CLIP_OUTPUTS[suffix]}"
     seconds = time.perf_counter() - start
     if not args.quiet:
         print(
