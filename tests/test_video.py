@@ -321,3 +321,21 @@ def test_decompress_to_ffv1_mkv_is_lossless_and_compresses_again(
     assert main(["compress", str(mkv), "-o", str(tmp_path / "again.ccnn"), "--steps", "4", "--quiet"]) == 0
     assert main(["decompress", str(out), "-o", str(tmp_path / "x.avi"), "--quiet"]) == 1
     assert "y4m" in capsys.readouterr().err
+
+
+def test_info_command_splits_the_bytes_by_kind(
+    coded: ccnn.VideoEncodeResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "clip.ccnn"
+    path.write_bytes(coded.data)
+    assert main(["info", str(path), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    sizes = document["bytes"]
+    parts = sizes["restoring_weights"] + sizes["intra_model"] + sizes["delta_model"] + sizes["container"]
+    assert parts == sizes["shared"] and sizes["container"] > 0
+    assert sizes["shared"] + sizes["intra_frames"] + sizes["predicted_frames"] == len(coded.data)
+    kbps = document["kbps_by_type"]
+    assert kbps["predicted"] == pytest.approx(8 * sizes["predicted_frames"] * 25 / 4 / 1000)
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "intra model" in text and "delta model" in text and "kbps)" in text

@@ -134,11 +134,33 @@ def _write_frames(folder: Path, frames: Iterator[YUVFrame], force: bool) -> int:
     return count
 
 
+def shared_parts(info: VideoInfo) -> dict[str, int]:
+    """The shared bytes split: restoring network's weights, intra and delta entropy models, the rest.
+
+    The rest (``container``) is the clip's and the network's headers, the frame records' tags
+    and the checksum.
+    """
+    network = info.network.as_dict()["bytes"]
+    weights, intra = network["decoder_weights"], network["entropy_model"]
+    return {
+        "restoring_weights": weights,
+        "intra_model": intra,
+        "container": info.shared_bytes - weights - intra - info.delta_model_bytes,
+    }
+
+
 def print_info(data: bytes, as_json: bool) -> int:
     """``ccnn info CLIP.ccnn``: frames, rate, network and bytes per frame type."""
     info: VideoInfo = read_video_info(data)
+    parts = shared_parts(info)
     if as_json:
-        print(json.dumps(info.as_dict(), indent=2))
+        document = info.as_dict()
+        document["bytes"].update(parts)
+        seconds = info.frames / float(info.fps)
+        document["kbps_by_type"] = {
+            kind: 8.0 * sum(sizes) / seconds / 1000.0 for kind, sizes in info.frame_bytes.items()
+        }
+        print(json.dumps(document, indent=2))
         return 0
     spec = info.network.spec
     layers = ", ".join(f"tconv {s.kernel}x{s.kernel}/{s.stride} -> {s.channels}" for s in spec.layers)
@@ -154,15 +176,17 @@ def print_info(data: bytes, as_json: bool) -> int:
     print(f"restoring     {layers}; {info.network.decoder_parameters} parameters")
     print(
         f"{'shared':<13} {info.shared_bytes:>9} bytes  {100.0 * info.shared_bytes / total:5.1f}%  "
-        f"(network {info.network_bytes}, delta model {info.delta_model_bytes})"
+        f"(restoring network {parts['restoring_weights']}, intra model {parts['intra_model']}, "
+        f"delta model {info.delta_model_bytes}, headers, records and checksum {parts['container']})"
     )
+    seconds = info.frames / float(info.fps)
     for kind in FRAME_TYPE_NAMES.values():
         sizes = info.frame_bytes[kind]
         if sizes:
             print(
                 f"{kind:<13} {sum(sizes):>9} bytes  {100.0 * sum(sizes) / total:5.1f}%  "
                 f"({len(sizes)} {kind} frame{'s' if len(sizes) > 1 else ''}, "
-                f"{sum(sizes) / len(sizes):.1f} bytes each)"
+                f"{sum(sizes) / len(sizes):.1f} bytes each, {8.0 * sum(sizes) / seconds / 1000.0:.1f} kbps)"
             )
     print(f"{'total':<13} {total:>9} bytes  {info.bpp:.4f} bpp, {info.kbps:.1f} kbps")
     return 0
