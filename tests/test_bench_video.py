@@ -141,3 +141,15 @@ def test_classical_codecs_without_pyav_are_skipped(
     )
     err = capsys.readouterr().err
     assert "skipping x264" in err and "needs PyAV" in err and "no codec could run" in err
+
+
+def test_jobs_give_the_same_files(clip_path: Path, tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    common = ["bench", "--video", str(clip_path), "--codecs", "x264,mjpeg", "--crfs", "25,40", "--quiet"]
+    common += ["--qualities", "mjpeg=4,16"]
+    assert main([*common, "-o", str(tmp_path / "one")]) == 0
+    assert main([*common, "--jobs", "2", "-o", str(tmp_path / "two")]) == 0
+    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert [(r["codec"], r["bytes"], r["psnr-yuv"]) for r in one] == [
+        (r["codec"], r["bytes"], r["psnr-yuv"]) for r in two
+    ]

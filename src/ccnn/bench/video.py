@@ -591,10 +591,18 @@ def run_task(task: VideoTask) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
 
 
-def execute(tasks: list[VideoTask], jobs: int, finish: Callable[[VideoTask, dict[str, Any]], None]) -> None:
-    """Run ``tasks`` here (``jobs`` = 1) or on ``jobs`` fresh worker processes, as they finish."""
+def execute(
+    tasks: list[VideoTask],
+    jobs: int,
+    finish: Callable[[VideoTask, dict[str, Any]], None],
+    start: Callable[[VideoTask], None] | None = None,
+) -> None:
+    """Run ``tasks`` here (``jobs`` = 1, calling ``start`` before each) or on ``jobs`` fresh
+    worker processes, calling ``finish`` as each one ends."""
     if jobs <= 1:
         for task in tasks:
+            if start is not None:
+                start(task)
             finish(task, run_task(task))
         return
     context = multiprocessing.get_context("spawn")
@@ -994,11 +1002,15 @@ def cmd_video_bench(args: Any, qualities: dict[str, tuple[float, ...]]) -> int:
         else:
             cache.put(task.codec.name, task.key, record)
         outcome.records[(task.clip.name, task.codec.name, task.quality)] = record
-        bar.set_postfix_str(f"{task.codec.name} {task.clip.name} {task.codec.quality_label(task.quality)}")
+        if args.jobs > 1:
+            show(task)
         bar.update(1)
 
+    def show(task: VideoTask) -> None:
+        bar.set_postfix_str(f"{task.codec.name} {task.clip.name} {task.codec.quality_label(task.quality)}")
+
     try:
-        execute(tasks, args.jobs, finish)
+        execute(tasks, args.jobs, finish, show)
     except KeyboardInterrupt:
         bar.close()
         print(
