@@ -298,3 +298,44 @@ def test_reading_mp4_without_pyav_says_how_to_get_it(tmp_path: Path) -> None:
     expected = "ccnn: error: reading this video needs PyAV: pip install 'ccnn-codec[video]'"
     assert result.stderr.startswith(expected)
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_decompress_to_ffv1_mkv_is_lossless_and_compresses_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("av")
+    clip = moving_clip(3)
+    source = tmp_path / "clip.y4m"
+    source.write_bytes(b"".join(y4m_bytes([clip], clip.width, clip.height, clip.fps)))
+    out = tmp_path / "clip.ccnn"
+    assert main(["compress", str(source), "-o", str(out), "--preset", "fast", "--steps", "6", "--quiet"]) == 0
+    mkv = tmp_path / "back.mkv"
+    assert main(["decompress", str(out), "-o", str(mkv)]) == 0
+    assert "FFV1" in capsys.readouterr().out
+    back = read_clip(mkv)
+    frames = list(ccnn.decompress_video(out.read_bytes()))
+    for plane in "yuv":  # FFV1 is lossless: the decoder's planes, bit for bit
+        np.testing.assert_array_equal(getattr(back, plane), np.stack([getattr(f, plane) for f in frames]))
+    assert back.fps == Fraction(25)
+    assert main(["decompress", str(out), "-o", str(mkv), "--quiet"]) == 1  # exists
+    assert main(["compress", str(mkv), "-o", str(tmp_path / "again.ccnn"), "--steps", "4", "--quiet"]) == 0
+    assert main(["decompress", str(out), "-o", str(tmp_path / "x.avi"), "--quiet"]) == 1
+    assert "y4m" in capsys.readouterr().err
+
+
+def test_info_command_splits_the_bytes_by_kind(
+    coded: ccnn.VideoEncodeResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "clip.ccnn"
+    path.write_bytes(coded.data)
+    assert main(["info", str(path), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    sizes = document["bytes"]
+    parts = sizes["restoring_weights"] + sizes["intra_model"] + sizes["delta_model"] + sizes["container"]
+    assert parts == sizes["shared"] and sizes["container"] > 0
+    assert sizes["shared"] + sizes["intra_frames"] + sizes["predicted_frames"] == len(coded.data)
+    kbps = document["kbps_by_type"]
+    assert kbps["predicted"] == pytest.approx(8 * sizes["predicted_frames"] * 25 / 4 / 1000)
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "intra model" in text and "delta model" in text and "kbps)" in text

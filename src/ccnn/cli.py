@@ -303,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         help="output image; format from the extension; - writes standard output (default: FILE's "
         "name with -ccnn.png, so that it cannot replace the original photo.png; standard output "
-        "when FILE is -); a clip: OUT.y4m or a folder OUT/ of PNG frames",
+        "when FILE is -); a clip: OUT.y4m, OUT.mkv (FFV1, lossless; needs PyAV) or a folder OUT/ "
+        "of PNG frames",
     )
     dec.add_argument(
         "--format",

@@ -22,8 +22,10 @@ from .errors import CCNNError, ConfigError
 from .files import check_writable, write_atomic
 from .format.video import FRAME_TYPE_NAMES, VideoInfo, YUVFrame
 from .options import TrainingProgress
-from .videoio import YUVClip, y4m_bytes, yuv444_to_rgb
+from .videoio import YUVClip, ffv1_mkv_bytes, require_av, y4m_bytes, yuv444_to_rgb
 
+#: The lossless files a clip decompresses to, by ending: the decoder's own 4:2:0 planes, bit for bit.
+_CLIP_OUTPUTS = {".y4m": "Y4M 4:2:0", ".mkv": "FFV1 4:2:0 in Matroska"}
 #: Image settings that mean nothing for a clip; the clip presets stop on a step count only.
 _IMAGE_ONLY = ("seconds", "ratio", "kernel", "slope", "target_bpp", "max_bytes", "target_psnr", "config")
 
@@ -70,7 +72,8 @@ def _is_folder_output(name: str) -> bool:
 
 
 def decompress_clip(args: argparse.Namespace, source: Path, data: bytes) -> int:
-    """``ccnn decompress CLIP.ccnn``: a Y4M file (lossless: the decoder's own 4:2:0 planes) or PNG frames."""
+    """``ccnn decompress CLIP.ccnn``: Y4M or FFV1 in Matroska (lossless: the decoder's own 4:2:0
+    planes), or PNG frames (RGB by BT.601)."""
     name = args.output or str(source.with_name(f"{source.stem}-ccnn.y4m"))
     start = time.perf_counter()
     info = read_video_info(data)
@@ -80,19 +83,21 @@ def decompress_clip(args: argparse.Namespace, source: Path, data: bytes) -> int:
         what = f"{count} PNG frames"
     else:
         out = Path(name)
-        if out.suffix.lower() != ".y4m":
+        suffix = out.suffix.lower()
+        if suffix not in _CLIP_OUTPUTS:
             raise CCNNError(
-                f"{out}: clips decompress to .y4m or to a folder of PNG frames (end the name with /)"
+                f"{out}: clips decompress to .y4m, to .mkv (FFV1) or to a folder of PNG frames "
+                "(end the name with /)"
             )
+        if suffix == ".mkv":
+            require_av()  # before the existing-output check and the decoding: say what is missing first
         check_writable(out, args.force, inputs=(source,))
-        chunks = y4m_bytes(
-            (YUVClip(f.y[None], f.u[None], f.v[None], info.fps) for f in frames),
-            info.width,
-            info.height,
-            info.fps,
-        )
-        write_atomic(out, b"".join(chunks), force=args.force)
-        what = f"{info.frames} frames, Y4M 4:2:0"
+        clips = (YUVClip(f.y[None], f.u[None], f.v[None], info.fps) for f in frames)
+        if suffix == ".mkv":
+            write_atomic(out, ffv1_mkv_bytes(clips, info.width, info.height, info.fps), force=args.force)
+        else:
+            write_atomic(out, b"".join(y4m_bytes(clips, info.width, info.height, info.fps)), force=args.force)
+        what = f"{info.frames} frames, {_CLIP_OUTPUTS[suffix]}"
     seconds = time.perf_counter() - start
     if not args.quiet:
         print(
@@ -129,11 +134,33 @@ def _write_frames(folder: Path, frames: Iterator[YUVFrame], force: bool) -> int:
     return count
 
 
+def shared_parts(info: VideoInfo) -> dict[str, int]:
+    """The shared bytes split: restoring network's weights, intra and delta entropy models, the rest.
+
+    The rest (``container``) is the clip's and the network's headers, the frame records' tags
+    and the checksum.
+    """
+    network = info.network.as_dict()["bytes"]
+    weights, intra = network["decoder_weights"], network["entropy_model"]
+    return {
+        "restoring_weights": weights,
+        "intra_model": intra,
+        "container": info.shared_bytes - weights - intra - info.delta_model_bytes,
+    }
+
+
 def print_info(data: bytes, as_json: bool) -> int:
     """``ccnn info CLIP.ccnn``: frames, rate, network and bytes per frame type."""
     info: VideoInfo = read_video_info(data)
+    parts = shared_parts(info)
     if as_json:
-        print(json.dumps(info.as_dict(), indent=2))
+        document = info.as_dict()
+        document["bytes"].update(parts)
+        seconds = info.frames / float(info.fps)
+        document["kbps_by_type"] = {
+            kind: 8.0 * sum(sizes) / seconds / 1000.0 for kind, sizes in info.frame_bytes.items()
+        }
+        print(json.dumps(document, indent=2))
         return 0
     spec = info.network.spec
     layers = ", ".join(f"tconv {s.kernel}x{s.kernel}/{s.stride} -> {s.channels}" for s in spec.layers)
@@ -149,15 +176,17 @@ def print_info(data: bytes, as_json: bool) -> int:
     print(f"restoring     {layers}; {info.network.decoder_parameters} parameters")
     print(
         f"{'shared':<13} {info.shared_bytes:>9} bytes  {100.0 * info.shared_bytes / total:5.1f}%  "
-        f"(network {info.network_bytes}, delta model {info.delta_model_bytes})"
+        f"(restoring network {parts['restoring_weights']}, intra model {parts['intra_model']}, "
+        f"delta model {info.delta_model_bytes}, headers, records and checksum {parts['container']})"
     )
+    seconds = info.frames / float(info.fps)
     for kind in FRAME_TYPE_NAMES.values():
         sizes = info.frame_bytes[kind]
         if sizes:
             print(
                 f"{kind:<13} {sum(sizes):>9} bytes  {100.0 * sum(sizes) / total:5.1f}%  "
                 f"({len(sizes)} {kind} frame{'s' if len(sizes) > 1 else ''}, "
-                f"{sum(sizes) / len(sizes):.1f} bytes each)"
+                f"{sum(sizes) / len(sizes):.1f} bytes each, {8.0 * sum(sizes) / seconds / 1000.0:.1f} kbps)"
             )
     print(f"{'total':<13} {total:>9} bytes  {info.bpp:.4f} bpp, {info.kbps:.1f} kbps")
     return 0

@@ -174,6 +174,54 @@ def _limit(max_frames: int | None) -> int:
     return MAX_FRAMES if max_frames is None else min(max_frames, MAX_FRAMES)
 
 
+def av_frame(av: ModuleType, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> object:
+    """A PyAV ``yuv420p`` frame holding the planes ``y``, ``u``, ``v`` (rows padded as PyAV wants)."""
+    height, width = y.shape
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane, data in zip(frame.planes, (y, u, v)):
+        view = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(plane.height, plane.line_size)
+        view[:, : plane.width] = data
+    return frame
+
+
+def frame_planes(frame: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Y, U, V planes of a decoded PyAV frame, converted to ``yuv420p`` when it is not."""
+    if frame.format.name != "yuv420p":  # type: ignore[attr-defined]
+        frame = frame.reformat(format="yuv420p")  # type: ignore[attr-defined]
+    arrays = []
+    for plane in frame.planes:  # type: ignore[attr-defined]
+        data = np.frombuffer(memoryview(plane), dtype=np.uint8)
+        arrays.append(data.reshape(plane.height, plane.line_size)[:, : plane.width].copy())
+    return arrays[0], arrays[1], arrays[2]
+
+
+def ffv1_mkv_bytes(frames: Iterable[YUVClip], width: int, height: int, fps: Fraction) -> bytes:
+    """A Matroska file of ``frames`` coded losslessly with FFV1 (4:2:0, 8-bit), through PyAV.
+
+    The planes come back bit for bit when the file is read (:func:`read_clip`), and players and
+    FFmpeg read it without knowing ccnn; it is several times smaller than the same clip as Y4M.
+    """
+    import io
+
+    av = require_av()
+    buffer = io.BytesIO()
+    rate = Fraction(fps).limit_denominator(1 << 16)
+    with av.open(buffer, "w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"level": "3", "g": "1", "slicecrc": "1"}
+        index = 0
+        for clip in frames:
+            for i in range(clip.frames):
+                frame = av_frame(av, clip.y[i], clip.u[i], clip.v[i])
+                frame.pts = index
+                frame.time_base = 1 / rate
+                container.mux(stream.encode(frame))
+                index += 1
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
 def _read_av(path: Path, max_frames: int | None) -> YUVClip:
     av = require_av()
     ys: list[np.ndarray] = []
@@ -190,14 +238,10 @@ def _read_av(path: Path, max_frames: int | None) -> YUVClip:
             rate = stream.average_rate or stream.guessed_rate
             fps = Fraction(rate) if rate else DEFAULT_FPS
             for frame in container.decode(video=0):
-                planes = frame.reformat(format="yuv420p").planes
-                arrays = []
-                for plane in planes:
-                    data = np.frombuffer(memoryview(plane), dtype=np.uint8)
-                    arrays.append(data.reshape(plane.height, plane.line_size)[:, : plane.width].copy())
-                ys.append(arrays[0])
-                us.append(arrays[1])
-                vs.append(arrays[2])
+                y, u, v = frame_planes(frame)
+                ys.append(y)
+                us.append(u)
+                vs.append(v)
                 if len(ys) >= limit:
                     break
     except ImageError:

@@ -137,8 +137,35 @@ def _execute_with_progress(tasks: list[Task], outcome: Outcome, cache: Cache, jo
     return True
 
 
+#: Image-codec settings that mean nothing to ``ccnn bench --video`` (its clips stop on steps).
+_IMAGE_ONLY = ("config", "seconds", "ratio", "kernel", "slope", "target_bpp", "max_bytes", "target_psnr")
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    """``ccnn bench --video CLIPS``: the clip benchmark (:mod:`ccnn.bench.video`)."""
+    from .video import VIDEO_CODEC_NAMES, cmd_video_bench  # PyAV and the clip codec: only when asked
+
+    if args.images:
+        raise _usage_error(f"{args.images}: give the clips after --video, not an image folder")
+    for name in _IMAGE_ONLY:
+        if getattr(args, name, None) is not None:
+            raise _usage_error(f"--{name.replace('_', '-')} does not apply to --video")
+    names = [n.strip().lower() for n in (args.codecs or ",".join(VIDEO_CODEC_NAMES)).split(",") if n.strip()]
+    qualities = parse_qualities(args.qualities or [], names)
+    if args.crfs:
+        args.crfs = parse_numbers(args.crfs)
+    return cmd_video_bench(args, qualities)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """``ccnn bench``: measure what the cache lacks, then write the results and print BD-rates."""
+    if args.video is not None:
+        return cmd_video(args)
+    for name in ("frames", "fps", "crfs", "intra_period", "intra_steps"):
+        if getattr(args, name) is not None:
+            raise _usage_error(f"--{name.replace('_', '-')} applies to --video only")
+    if args.codecs is None:
+        args.codecs = ",".join(CODEC_NAMES)
     codecs = build_codecs(args)
     images_dir = Path(args.images) if args.images else sample_path()
     images = find_images(images_dir)
@@ -228,8 +255,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument(
         "--codecs",
-        default=",".join(CODEC_NAMES),
-        help="comma-separated codecs (default: %(default)s)",
+        help=f"comma-separated codecs (default: {','.join(CODEC_NAMES)}; with --video: "
+        "ccnn,ccnn-intra,x264,x265,svtav1,mjpeg)",
     )
     bench.add_argument(
         "--qualities",
@@ -240,6 +267,34 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
         "jpeg2000: target bpp; jpegxl: distance; others: quality 0-100",
     )
     add_encoder_options(bench, skip=("quality", "ratio"))  # a sweep takes --qualities instead
+    video = bench.add_argument_group(
+        "clips (--video)",
+        "ccnn's clip codec (--preset fast|default, --steps, --seed) against x264, x265, SVT-AV1, "
+        "all-intra ccnn and MJPEG through PyAV, on the clips' decoded 4:2:0 frames; "
+        "--qualities takes ccnn=, ccnn-intra=, x264=, x265=, svtav1= (CRF) and mjpeg= (qscale 2-31)",
+    )
+    video.add_argument(
+        "--video", nargs="+", metavar="CLIP", help="benchmark these clips (mp4, mkv, y4m, folders of frames)"
+    )
+    video.add_argument("--frames", type=int, help="the first N frames of each clip (default: all)")
+    video.add_argument("--fps", type=float, help="frame rate for kbps and the codecs (default: the clip's)")
+    video.add_argument("--crfs", metavar="LIST", help="x264 and x265 CRFs (default: 28,33,38,43,48)")
+    video.add_argument(
+        "--intra-period",
+        type=int,
+        help="an intra frame every N frames for ccnn clip, x264, x265 and SVT-AV1 "
+        "(default 0: the first only)",
+    )
+    video.add_argument(
+        "--intra-stride",
+        type=int,
+        default=1,
+        help="all-intra ccnn codes every Nth frame only and averages their rate and PSNR (default: 1)",
+    )
+    video.add_argument("--intra-preset", default="fast", choices=("fast", "default"), help="all-intra ccnn's")
+    video.add_argument(
+        "--intra-steps", type=int, help="all-intra ccnn's training steps (default: the preset's)"
+    )
     bench.add_argument("-j", "--jobs", type=int, default=1, help="parallel worker processes (default: 1)")
     bench.add_argument("--threads", type=int, help="threads per job (default: cores / jobs)")
     bench.add_argument(
@@ -309,7 +364,8 @@ def _reconstruct(args: argparse.Namespace) -> list[str]:
         "preset": "default",
         "device": "auto",
         "jobs": 1,
-        "codecs": ",".join(CODEC_NAMES),
+        "intra_stride": 1,
+        "intra_preset": "fast",
         "cache": DEFAULT_REPRODUCE_CACHE,
     }
     for name, value in vars(args).items():
@@ -319,6 +375,8 @@ def _reconstruct(args: argparse.Namespace) -> list[str]:
             continue
         if name in ("images",):
             words.append(str(value))
+        elif name == "video":
+            words += ["--video", *map(str, value)]
         elif value is True:
             words.append(f"--{name.replace('_', '-')}")
         elif isinstance(value, list):
