@@ -91,6 +91,18 @@ def test_bad_input_exit_1_one_line(tmp_path: Path, encoded: ccnn.EncodeResult) -
     assert not (tmp_path / "o1.png").exists() and not (tmp_path / "o.ccnn").exists()
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_one_line(tmp_path: Path, encoded: ccnn.EncodeResult) -> None:
+    """Writing where no space is left (/dev/full fails every write with ENOSPC) is one line and
+    exit 1, not a traceback."""
+    source = tmp_path / "x.ccnn"
+    source.write_bytes(encoded.data)
+    result = run("decompress", str(source), "-o", "/dev/full", "--format", "png")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ccnn: error:") and "space" in lines[0]
+
+
 def test_bad_usage_exit_2(crop_png: Path) -> None:
     assert run().returncode == 2
     assert run("compress").returncode == 2
