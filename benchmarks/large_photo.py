@@ -113,7 +113,7 @@ def tiled_file(data: bytes, height: int, width: int) -> bytes:
     reps = (1, -(-rows // latent.shape[1]), -(-cols // latent.shape[2]))
     tiled = np.ascontiguousarray(np.tile(latent, reps)[:, :rows, :cols])
     models = list(contents.latent_models)
-    latent_data = encode_latent(tiled, models, contents.latent_context)
+    latent_data = encode_latent(tiled, models, contents.latent_context, tabled=True)
     fields = {**contents.__dict__, "height": height, "width": width, "latent_data": latent_data}
     return pack(CCNNFile(**fields))
 

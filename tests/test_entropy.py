@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import constriction
 import numpy as np
 import pytest
@@ -42,6 +44,10 @@ def test_groups_roundtrip_and_rate() -> None:
     assert 8 * len(data) <= ideal * 1.01 + 64
 
 
+#: sha256 of the 644 tables' frequencies (uint64, little-endian, key order) of format version 7.
+TABLES_SHA256 = "01dfc259f776ed1c5d50984460030be57dcf883ccf99c80183b663aead978178"
+
+
 def _correlated_latent(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
     """A smooth field plus noise: neighbours predict each value, as in a trained latent."""
     channels, height, width = shape
@@ -53,7 +59,8 @@ def _correlated_latent(rng: np.random.Generator, shape: tuple[int, int, int]) ->
     return latent
 
 
-def test_context_coding_roundtrip_and_rate() -> None:
+@pytest.mark.parametrize("tabled", [True, False])
+def test_context_coding_roundtrip_and_rate(tabled: bool) -> None:
     rng = np.random.default_rng(0)
     for shape, levels in [
         ((3, 17, 23), 1),
@@ -73,26 +80,27 @@ def test_context_coding_roundtrip_and_rate() -> None:
         models = model.group_models(latent)
         context = model.stored_context()
         assert context is not None and context.shape == (levels, shape[0], CONTEXT_PARAMETERS)
-        data = encode_latent(latent, models, context)
-        assert np.array_equal(decode_latent(data, shape, models, context), latent)
+        data = encode_latent(latent, models, context, tabled=tabled)
+        assert np.array_equal(decode_latent(data, shape, models, context, tabled=tabled), latent)
         if shape == (4, 32, 48):
             # the coded size is what training optimised, and beats the per-channel model
             trained_bits = float(model.bits(y).detach())
             assert 8 * len(data) <= trained_bits * 1.03 + 64
-            plain = encode_latent(latent, models, None)
+            plain = encode_latent(latent, models, None, tabled=tabled)
             assert len(data) < 0.8 * len(plain)
 
 
-def test_context_decoding_is_deterministic_and_rejects_garbage() -> None:
+@pytest.mark.parametrize("tabled", [True, False])
+def test_context_decoding_is_deterministic_and_rejects_garbage(tabled: bool) -> None:
     rng = np.random.default_rng(1)
     shape = (2, 9, 11)
     latent = _correlated_latent(rng, shape)
     models = [GroupModel.stored(0.0, 2.0, int(c.min()), int(c.max())) for c in latent]
     context = np.array([[[0.5, 0.0, 1.0, 0.3, 0.5, 0.0, 1.0, -0.2]] * 2] * 2)
-    data = encode_latent(latent, models, context)
-    assert data == encode_latent(latent, models, context)
+    data = encode_latent(latent, models, context, tabled=tabled)
+    assert data == encode_latent(latent, models, context, tabled=tabled)
     with pytest.raises(FormatError):
-        decode_latent(data[:-1], shape, models, context)
+        decode_latent(data[:-1], shape, models, context, tabled=tabled)
 
 
 def test_context_phases_cover_every_position_once() -> None:
@@ -122,7 +130,9 @@ def test_second_context_level_saves_bits_on_a_smooth_latent() -> None:
             optimizer.zero_grad()
             model.bits(y).backward()
             optimizer.step()
-        sizes[levels] = len(encode_latent(latent, model.group_models(latent), model.stored_context()))
+        sizes[levels] = len(
+            encode_latent(latent, model.group_models(latent), model.stored_context(), tabled=True)
+        )
     assert sizes[2] < sizes[1]
 
 
@@ -147,8 +157,8 @@ def test_cross_channel_activity_saves_bits_when_channels_are_busy_together() -> 
         context = model.stored_context()
         assert context is not None
         models = model.group_models(latent)
-        data = encode_latent(latent, models, context)
-        assert np.array_equal(decode_latent(data, latent.shape, models, context), latent)
+        data = encode_latent(latent, models, context, tabled=True)
+        assert np.array_equal(decode_latent(data, latent.shape, models, context, tabled=True), latent)
         sizes[shared] = len(data)
     assert sizes[True] < 0.97 * sizes[False]
 
@@ -192,11 +202,15 @@ def test_neighbour_totals_sum_the_pattern_inside_the_plane() -> None:
             assert np.array_equal(got, expected)
 
 
-def _reference_context_stream(latent: np.ndarray, models: list[GroupModel], context: np.ndarray) -> bytes:
+def _reference_context_stream(
+    latent: np.ndarray, models: list[GroupModel], context: np.ndarray, tabled: bool
+) -> bytes:
     """The context coder written plainly, one channel and one position list at a time.
 
     The code that :func:`encode_latent` replaced (format version 4 as first written): the
-    stream it makes is the format, so the fast coder must make the same bytes.
+    stream it makes is the format, so the fast coder must make the same bytes. ``tabled``
+    (version 7): each group of channels (docs/format.md) is collected, stably sorted by table
+    and coded one symbol at a time, then its escapes.
     """
     channels, height, width = latent.shape
     encoder = constriction.stream.queue.RangeEncoder()
@@ -220,8 +234,12 @@ def _reference_context_stream(latent: np.ndarray, models: list[GroupModel], cont
                 count += use
             count = np.maximum(count, 1)
             all_abs = total_abs.sum(axis=0) / (count * channels)
+        pending: list[tuple[int, int, int, int, int]] = []  # (key, centre, symbol, lo, hi) of a group
+        group = max(1, entropy.CONTEXT_VALUES // rows.size)
         for c in range(channels):
             model = models[c]
+            if tabled and phase.level > 0 and c % group == 0:
+                _reference_tabled(encoder, pending)
             if model.hi == model.lo:
                 continue
             symbols = latent[c, rows, cols]
@@ -237,11 +255,56 @@ def _reference_context_stream(latent: np.ndarray, models: list[GroupModel], cont
                 + shared * np.log2(entropy.CONTEXT_OFFSET + all_abs)
             )
             index = np.clip(np.round(log2_scale * 8), -48, 112).astype(np.int64)
+            if tabled:
+                for quarters, scale_index, symbol in zip(location * 4, index + 48, symbols):
+                    centre, quarter = divmod(int(quarters) + 2, 4)
+                    pending.append((4 * int(scale_index) + quarter, centre, int(symbol), model.lo, model.hi))
+                continue
             scale = entropy._SCALE_TABLE[index + 48]
             laplace = constriction.stream.model.QuantizedLaplace(model.lo, model.hi)
             encoder.encode(symbols.astype(np.int32), laplace, location, scale)
+        _reference_tabled(encoder, pending)
         known[rows, cols] = True
     return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def _reference_tabled(encoder: object, pending: list[tuple[int, int, int, int, int]]) -> None:
+    """Code a group's symbols in stable key order, one at a time, then its escapes; empty the list."""
+    ordered = sorted(pending, key=lambda item: item[0])  # Python's sort is stable
+    for key, centre, symbol, _, _ in ordered:
+        frequencies = entropy.table_frequencies(key)
+        radius = (frequencies.size - 2) // 2
+        offset = symbol - centre
+        index = offset + radius if abs(offset) <= radius else 2 * radius + 1
+        table = constriction.stream.model.Categorical(frequencies, perfect=False)
+        encoder.encode(np.array([index], dtype=np.int32), table)
+    for key, centre, symbol, lo, hi in ordered:
+        radius = (entropy.table_frequencies(key).size - 2) // 2
+        if abs(symbol - centre) > radius:
+            uniform = constriction.stream.model.Uniform(hi - lo + 1)
+            encoder.encode(np.array([symbol - lo], dtype=np.int32), uniform)
+    pending.clear()
+
+
+def test_tables_are_the_discretised_laplace_and_frozen() -> None:
+    """Each table is the Laplace of its scale and centre (within the frequencies' rounding and
+    the escape's share), and the integers of all 644 are those of format version 7: a change
+    to how they are computed is a change of format."""
+    digest = hashlib.sha256()
+    for key in range(entropy.TABLE_KEYS):
+        frequencies = entropy.table_frequencies(key)
+        digest.update(frequencies.astype("<u8").tobytes())
+        scale_index, quarter = divmod(key, 4)
+        scale, mu = entropy._SCALE_TABLE[scale_index], quarter / 4 - 0.5
+        radius = (frequencies.size - 2) // 2
+        assert radius == entropy.table_radius(scale_index)
+        assert radius >= min(4096, 12 * scale - 1) and radius <= max(1, 12 * scale + 1)
+        edges = np.arange(-radius, radius + 2) - 0.5
+        cdf = entropy.laplace_cdf(edges, mu, scale)
+        expected = np.append(np.diff(cdf), 1.0 - (cdf[-1] - cdf[0]))
+        measured = frequencies / frequencies.sum()
+        assert np.all(np.abs(measured - expected) <= 1e-6 + 1e-3 * expected), key
+    assert digest.hexdigest() == TABLES_SHA256
 
 
 @pytest.mark.parametrize(
@@ -284,6 +347,33 @@ def test_context_stream_is_the_reference_coders(
     ints = rng.integers(-128, 128, size=(levels, channels, CONTEXT_PARAMETERS))
     ints[0, 0] = (40, 8, 10, 4, 60, -8, 12, 6)  # one sensible channel among random ones
     context = ints * steps
-    data = encode_latent(latent, models, context)
-    assert data == _reference_context_stream(latent, models, context)
-    assert np.array_equal(decode_latent(data, shape, models, context), latent)
+    data = encode_latent(latent, models, context, tabled=False)
+    assert data == _reference_context_stream(latent, models, context, tabled=False)
+    assert np.array_equal(decode_latent(data, shape, models, context, tabled=False), latent)
+    data = encode_latent(latent, models, context, tabled=True)
+    assert data == _reference_context_stream(latent, models, context, tabled=True)
+    assert np.array_equal(decode_latent(data, shape, models, context, tabled=True), latent)
+
+
+def test_symbols_beyond_their_table_are_escaped_and_come_back() -> None:
+    """A context that predicts the smallest scale (radius 1) around 0, and a latent with large
+    values: most of them are escapes, coded uniformly in [lo, hi]; the stream is the plain
+    coder's, and decodes back. A corrupt stream that decodes outside [lo, hi] is refused."""
+    rng = np.random.default_rng(5)
+    shape = (3, 12, 14)
+    latent = np.where(rng.random(shape) < 0.3, rng.integers(-300, 300, size=shape), 0).astype(np.int32)
+    models = [GroupModel.stored(0.0, 50.0, int(p.min()), int(p.max())) for p in latent]
+    ints = np.zeros((2, shape[0], CONTEXT_PARAMETERS), dtype=np.int64)
+    ints[..., 1::PATTERN_PARAMETERS] = -128  # a = -16: log2(scale) clipped to -6, radius 1
+    context = ints * entropy.CONTEXT_STEPS
+    assert entropy.table_radius(0) == 1
+    data = encode_latent(latent, models, context, tabled=True)
+    assert data == _reference_context_stream(latent, models, context, tabled=True)
+    assert np.array_equal(decode_latent(data, shape, models, context, tabled=True), latent)
+    # read with ranges of -2..2 and a context that doubles its neighbours' mean: the tables'
+    # centres leave the range, and the decoder says the stream is corrupt
+    narrow = [GroupModel.stored(0.0, 50.0, -2, 2) for _ in latent]
+    doubling = ints.copy()
+    doubling[..., 0::PATTERN_PARAMETERS] = 127
+    with pytest.raises(FormatError, match="outside its range"):
+        decode_latent(data, shape, narrow, doubling * entropy.CONTEXT_STEPS, tabled=True)

@@ -122,9 +122,13 @@ def _without_cross_channel_term(data: bytes) -> bytes:
     context = contents.latent_context.copy()
     context[..., PATTERN_PARAMETERS - 1 :: PATTERN_PARAMETERS] = 0.0
     latent = decode_latent(
-        contents.latent_data, contents.latent_shape, list(contents.latent_models), contents.latent_context
+        contents.latent_data,
+        contents.latent_shape,
+        list(contents.latent_models),
+        contents.latent_context,
+        tabled=contents.tabled,
     )
-    latent_data = encode_latent(latent, list(contents.latent_models), context)
+    latent_data = encode_latent(latent, list(contents.latent_models), context, tabled=contents.tabled)
     return bitstream.pack(dataclasses.replace(contents, latent_context=context, latent_data=latent_data))
 
 

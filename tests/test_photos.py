@@ -24,6 +24,8 @@ from ccnn.cli import main
 from ccnn.errors import ConfigError, FormatError, LimitError
 from ccnn.format import container as bitstream
 from ccnn.format.alpha import PREDICTORS, _residuals, decode_alpha, encode_alpha
+from ccnn.format.decode import decode_file_latent
+from ccnn.format.entropy import encode_latent
 from ccnn.format.spec import Metadata
 from ccnn.imageio import ConversionWarning, encode_image, read_image
 from ccnn.settings import metadata_kinds
@@ -78,44 +80,49 @@ def test_hostile_alpha_payloads_are_refused() -> None:
         decode_alpha(bytes([0]) + b"not deflate", 2, 2)
 
 
-# --- the version 5 container -------------------------------------------------------------------
+# --- the container's optional sections (versions 5 and 7) ---------------------------------------
 
 
-def _v5(alpha: np.ndarray | None = None, metadata: Metadata | None = None) -> bytes:
+def _current(alpha: np.ndarray | None = None, metadata: Metadata | None = None) -> bytes:
+    """The v4 golden file in the current version: its latent coded again, optional sections added."""
     contents = bitstream.unpack((DATA / "v4-fast-rgb.ccnn").read_bytes())
+    latent = decode_file_latent(contents)
+    models, context = list(contents.latent_models), contents.latent_context
     return bitstream.pack(
         dataclasses.replace(
             contents,
+            latent_data=encode_latent(latent, models, context, tabled=True),
+            tabled=True,
             alpha_data=None if alpha is None else encode_alpha(alpha),
             metadata=metadata or Metadata(),
         )
     )
 
 
-def test_v5_carries_alpha_and_metadata_and_counts_them() -> None:
+def test_optional_sections_carry_alpha_and_metadata_and_count() -> None:
     old = (DATA / "v4-fast-rgb.ccnn").read_bytes()
     info4 = ccnn.read_info(old)
     alpha = _mask(info4.height, info4.width)
     metadata = Metadata(icc=ICC, exif=_exif(1), xmp=XMP)
-    data = _v5(alpha, metadata)
+    data = _current(alpha, metadata)
     info = ccnn.read_info(data)
-    assert (info.version, info.alpha, info.metadata) == (5, True, metadata)
+    assert (info.version, info.alpha, info.metadata) == (ccnn.FORMAT_VERSION, True, metadata)
     assert info.metadata_bytes == {"icc": len(ICC), "exif": len(_exif(1)), "xmp": len(XMP)}
     assert info.total_bytes == len(data)
     assert info.bpp == 8 * len(data) / (info.width * info.height)
-    # the optional sections cost their payloads, 5 bytes of framing each and the list byte
+    # the optional sections cost their payloads and 5 bytes of framing each
     optional = info.alpha_bytes + sum(info.metadata_bytes.values())
-    assert len(data) - len(old) == optional + 4 * 5 + 1
+    assert len(data) - len(_current()) == optional + 4 * 5
     pixels = ccnn.decompress(data)
     assert np.array_equal(pixels[:, :, :3], ccnn.decompress(old))
     assert np.array_equal(pixels[:, :, 3], alpha)
     assert info.as_dict()["bytes"]["alpha"] == info.alpha_bytes and info.as_dict()["alpha"]
 
 
-def test_v5_without_optional_sections_is_v4_plus_one_byte() -> None:
+def test_without_optional_sections_a_file_decodes_as_its_v4_original() -> None:
     old = (DATA / "v4-fast-rgb.ccnn").read_bytes()
-    data = _v5()
-    assert len(data) == len(old) + 1 and data[4] == 5
+    data = _current()
+    assert data[4] == ccnn.FORMAT_VERSION
     assert np.array_equal(ccnn.decompress(data), ccnn.decompress(old))
     assert not ccnn.read_info(data).alpha and ccnn.read_info(data).metadata == Metadata()
 
@@ -141,7 +148,7 @@ def _rebuilt(head: bytes, sections: list[tuple[int, bytes]], lengths: dict[int, 
 
 
 def test_hostile_metadata_lengths_are_refused_before_slicing() -> None:
-    head, sections = _sections(_v5(metadata=Metadata(icc=ICC)))
+    head, sections = _sections(_current(metadata=Metadata(icc=ICC)))
     # a length beyond the limit: refused by the length alone
     with pytest.raises(LimitError, match="ICC metadata"):
         ccnn.read_info(_rebuilt(head, sections, {5: bitstream.MAX_METADATA_BYTES + 1}))
@@ -161,14 +168,14 @@ def test_hostile_metadata_lengths_are_refused_before_slicing() -> None:
 
 
 def test_bad_metadata_and_alpha_sections_are_refused() -> None:
-    head, sections = _sections(_v5(metadata=Metadata(exif=_exif(1))))
+    head, sections = _sections(_current(metadata=Metadata(exif=_exif(1))))
     sections[-1] = (6, b"Exif\x00\x00" + sections[-1][1])
     with pytest.raises(FormatError, match="TIFF header"):
         ccnn.read_info(_rebuilt(head, sections))
     sections[-1] = (6, b"")
     with pytest.raises(FormatError, match="empty EXIF"):
         ccnn.read_info(_rebuilt(head, sections))
-    head, sections = _sections(_v5(alpha=np.zeros((48, 64), np.uint8)))
+    head, sections = _sections(_current(alpha=np.zeros((48, 64), np.uint8)))
     sections[-1] = (4, b"")
     with pytest.raises(FormatError, match="empty alpha"):
         ccnn.read_info(_rebuilt(head, sections))
@@ -176,7 +183,7 @@ def test_bad_metadata_and_alpha_sections_are_refused() -> None:
     with pytest.raises(FormatError, match="alpha plane has the wrong size"):
         ccnn.decompress(_rebuilt(head, sections))
     with pytest.raises(ValueError, match="TIFF"):
-        _v5(metadata=Metadata(exif=b"Exif\x00\x00" + _exif(1)))
+        _current(metadata=Metadata(exif=b"Exif\x00\x00" + _exif(1)))
 
 
 # --- reading images: orientation, metadata, alpha, depth ---------------------------------------

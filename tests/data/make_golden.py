@@ -80,7 +80,22 @@ ENTRIES: dict[str, dict] = {
     ),
     # version 5: optional sections; a soft-edged alpha mask and made-up ICC, EXIF and XMP
     "v5-fast-rgba-meta": dict(
-        version=5, commit=None, preset="fast", crop=(64, 96, 48, 64), steps=300, alpha=True, metadata=True
+        version=5,
+        commit="6f9ab86",
+        preset="fast",
+        crop=(64, 96, 48, 64),
+        steps=300,
+        alpha=True,
+        metadata=True,
+    ),
+    # version 7: the context phases coded with tables (version 6 is a clip: tests/data/video)
+    "v7-fast-rgb": dict(version=7, commit=None, preset="fast", crop=(64, 96, 48, 64), steps=300),
+    "v7-fast-odd-rgb": dict(version=7, commit=None, preset="fast", crop=(40, 60, 66, 90), steps=300),
+    "v7-default-fine-rgb": dict(
+        version=7, commit=None, preset="default", crop=(96, 128, 64, 96), steps=300, quality=9
+    ),
+    "v7-fast-rgba-meta": dict(
+        version=7, commit=None, preset="fast", crop=(64, 96, 48, 64), steps=300, alpha=True, metadata=True
     ),
 }
 #: The metadata of entries with ``metadata``: ccnn does not interpret it, so any bytes do

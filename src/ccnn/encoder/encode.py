@@ -307,7 +307,7 @@ def _pack(
     _tune_entropy(result.entropy, latent)
     latent_models = result.entropy.group_models(latent)
     latent_context = result.entropy.stored_context()
-    latent_data = encode_latent(latent, latent_models, latent_context)
+    latent_data = encode_latent(latent, latent_models, latent_context, tabled=True)
 
     costs: dict[tuple[int, ...], tuple[float, list[QuantizedTensor], list[GroupModel]]] = {}
 

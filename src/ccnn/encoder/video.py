@@ -343,9 +343,11 @@ def encode_video(
     payloads: list[tuple[int, bytes]] = []
     for i, kind in enumerate(kinds):
         if kind == INTRA:
-            payloads.append((kind, encode_latent(latents[i], intra_models, intra_context)))
+            payloads.append((kind, encode_latent(latents[i], intra_models, intra_context, tabled=False)))
         else:
-            payloads.append((kind, encode_latent(latents[i] - latents[i - 1], delta_models, delta_context)))
+            payloads.append(
+                (kind, encode_latent(latents[i] - latents[i - 1], delta_models, delta_context, tabled=False))
+            )
 
     # the weights' precisions by the clip's cost, measured on up to eight frames spread over it
     sample = sorted(set(np.linspace(0, clip.frames - 1, min(8, clip.frames)).round().astype(int).tolist()))
@@ -572,7 +574,9 @@ def encode_residual(
         (
             kind,
             encode_latent(
-                final[i], *((intra_models, intra_context) if kind == INTRA else (delta_models, delta_context))
+                final[i],
+                *((intra_models, intra_context) if kind == INTRA else (delta_models, delta_context)),
+                tabled=False,
             ),
         )
         for i, kind in enumerate(kinds)

@@ -5,9 +5,9 @@ Layout (all integers little-endian; the full specification is docs/format.md)::
     magic      4 bytes  b"CCNN"
     version    u8       FORMAT_VERSION
     hdr_len    u16      length of the header fields that follow
-    header     hdr_len  image size, pixel mode, the restoring network, optional sections (v5)
+    header     hdr_len  image size, pixel mode, the restoring network, optional sections (v5, v7)
     3 sections          tag u8 | length u32 | payload; tags 1 weights, 2 entropy, 3 latent
-    0-5 sections        version 5, as the header's last byte says: 4 alpha, 5 ICC, 6 EXIF, 7 XMP,
+    0-5 sections        versions 5, 7, as the header's last byte says: 4 alpha, 5 ICC, 6 EXIF, 7 XMP,
                         8 encoder note
     crc32      u32      zlib.crc32 of every byte before it
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import FormatError, LimitError
 from .entropy import (
+    CONTEXT_BYTES,
     CONTEXT_PARAMETERS,
     CONTEXT_VALUES,
     MAX_CONTEXT_LEVELS,
@@ -36,15 +37,19 @@ from .exact import Band, band_height, band_of, input_margin, row_reach
 from .spec import MAX_PIXELS, MAX_SIDE, METADATA_KINDS, DecoderSpec, LatentMode, LayerSpec, Metadata
 
 MAGIC = b"CCNN"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 7
 #: Versions this reader decodes: version 1 is version 2 without the spatial-context flag,
 #: version 2 is version 3 with one context level that the file does not state, version 3
 #: is version 4 without the cross-channel term of the context model (three parameters per
-#: pattern instead of four; it reads as g = 0), and version 4 is version 5 without optional
-#: sections (no alpha, no metadata) and without the header byte that lists them.
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+#: pattern instead of four; it reads as g = 0), version 4 is version 5 without optional
+#: sections (no alpha, no metadata) and without the header byte that lists them, and
+#: version 5 is version 7 with the context phases coded by constriction's Laplace per symbol
+#: instead of tables. Version 6 is a clip (:mod:`ccnn.format.video`).
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 7)
 #: The first version with optional sections (alpha plane, ICC, EXIF, XMP).
 OPTIONAL_SECTIONS_VERSION = 5
+#: The first version whose context phases are coded with tables (:func:`ccnn.format.entropy._code_tabled`).
+TABLED_VERSION = 7
 
 SECTION_WEIGHTS = 1
 SECTION_ENTROPY = 2
@@ -132,6 +137,8 @@ class CCNNFile:
     alpha_data: bytes | None = None  # the alpha section's payload (ccnn.format.alpha), if any
     metadata: Metadata = field(default_factory=Metadata)
     note: str = ""  # the encoder note (SECTION_NOTE); empty: none
+    #: context phases coded with tables (version 7, what :func:`pack` writes); False: versions 2-5
+    tabled: bool = True
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -254,6 +261,10 @@ def pack(contents: CCNNFile) -> bytes:
     entropy = b"".join(_pack_group(model) for model in contents.latent_models)
     if spec.latent_context:
         assert contents.latent_context is not None
+        if not contents.tabled:
+            raise ValueError(
+                f"a latent coded as versions 2-5 code it cannot be written as version {FORMAT_VERSION}"
+            )
         ints = context_to_ints(contents.latent_context)
         if not np.array_equal(context_from_ints(ints), contents.latent_context):
             raise ValueError("context parameters must lie on the grid the file stores (see stored_context)")
@@ -462,7 +473,7 @@ def decode_cost(spec: DecoderSpec, height: int, width: int) -> tuple[int, int]:
     """(peak bytes, work) of decoding an image of ``height`` x ``width`` with ``spec``: from the header alone.
 
     Peak bytes: the larger of the entropy decoder's arrays (the int32 latent, its zero-padded
-    copy and magnitudes, some 80 bytes per symbol of the context parameters of at most
+    copy and magnitudes, some 120 bytes per symbol of the context parameters and tables of at most
     :data:`ccnn.format.entropy.CONTEXT_VALUES` symbols and 24 per position of the largest
     phase, with spatial context; one plane without) and what
     :func:`ccnn.format.exact.restore_exact` holds: the int32 latent, the uint8 pixels and, for
@@ -483,7 +494,7 @@ def decode_cost(spec: DecoderSpec, height: int, width: int) -> tuple[int, int]:
         largest_phase = (-(-h // 2)) * (-(-w // 2))
         group = min(c_in, max(1, CONTEXT_VALUES // largest_phase))
         entropy = 4 * symbols + 8 * c_in * (h + 2 * pad) * (w + 2 * pad)
-        entropy += 80 * group * largest_phase + 24 * largest_phase
+        entropy += CONTEXT_BYTES * group * largest_phase + 24 * largest_phase
     else:
         entropy = 4 * symbols + 8 * h * w
     rows = min(h, band_height(spec, w))
@@ -630,6 +641,7 @@ def unpack(data: bytes) -> CCNNFile:
         alpha_data=sections.get(SECTION_ALPHA),
         metadata=_metadata(sections),
         note=_note(sections),
+        tabled=version >= TABLED_VERSION,
     )
 
 

@@ -44,5 +44,9 @@ def decode_weights(contents: CCNNFile) -> list[QuantizedTensor]:
 def decode_file_latent(contents: CCNNFile) -> np.ndarray:
     """The integer latent (L, h, w)."""
     return decode_latent(
-        contents.latent_data, contents.latent_shape, list(contents.latent_models), contents.latent_context
+        contents.latent_data,
+        contents.latent_shape,
+        list(contents.latent_models),
+        contents.latent_context,
+        tabled=contents.tabled,
     )

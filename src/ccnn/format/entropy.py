@@ -36,7 +36,9 @@ hand identical parameters to the coder. What each context level saves: docs/deci
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 import constriction
 import numpy as np
@@ -160,9 +162,14 @@ PATTERN_PARAMETERS = CONTEXT_PARAMETERS // 2
 #: in [-2, 2), [-16, 16), [-8, 8), [-8, 8): half the bytes of float16 (docs/decisions.md,
 #: "Context parameters as int8").
 CONTEXT_STEPS = np.array((1 / 64, 1 / 8, 1 / 16, 1 / 16) * 2)
-#: Most symbols whose context parameters :func:`_code_phases` computes at once: some 80 bytes
-#: each, so about 20 MB (for a larger phase, one channel at a time).
+#: Most symbols whose context parameters :func:`_code_phases` computes at once (for a larger
+#: phase, one channel at a time). In format version 7 the groups of channels it makes are
+#: part of the stream: each group's symbols are sorted by table (:func:`_code_tabled`).
 CONTEXT_VALUES = 1 << 18
+#: Bytes a decode holds per symbol of such a group, at most (95 measured with tracemalloc on a
+#: 4 x 1024 x 1024 latent with tables, 73 without): what :func:`ccnn.format.container.decode_cost`
+#: counts.
+CONTEXT_BYTES = 120
 #: Most context levels a file may declare (a grid of spacing 2**8 is already coarser than needed).
 MAX_CONTEXT_LEVELS = 8
 
@@ -297,7 +304,20 @@ def _context_parameters(
     weights: np.ndarray,
     shared_log: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Location and scale handed to the coder at the phase's positions, (channels, rows, cols) each.
+    """Location and scale handed to constriction's Laplace (versions 2-5), (channels, rows, cols) each."""
+    location, scale_index = _context_indices(total, total_abs, count, weights, shared_log)
+    location /= _LOCATION_STEPS
+    return location, np.take(_SCALE_TABLE, scale_index)
+
+
+def _context_indices(
+    total: np.ndarray,
+    total_abs: np.ndarray,
+    count: np.ndarray,
+    weights: np.ndarray,
+    shared_log: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The location in quarters (float64 integers) and the index of the scale in :data:`_SCALE_TABLE`.
 
     ``total`` and ``total_abs`` are each channel's neighbour sums, ``count`` the neighbour
     count, ``weights`` (channels, 4) the channels' (w, a, b, g) of the phase's pattern and
@@ -313,7 +333,6 @@ def _context_parameters(
     location *= weight
     location *= _LOCATION_STEPS
     np.round(location, out=location)
-    location /= _LOCATION_STEPS
     # offset + slope * log2(1/4 + total_abs / count) + shared * log2(1/4 + all_abs), in place
     log2_scale = _log2_mean(total_abs, count)
     log2_scale *= slope
@@ -324,7 +343,7 @@ def _context_parameters(
     np.round(log2_scale, out=log2_scale)
     log2_scale -= _LOG2_SCALE_RANGE[0]
     np.clip(log2_scale, 0, _LOG2_SCALE_RANGE[1] - _LOG2_SCALE_RANGE[0], out=log2_scale)
-    return location, np.take(_SCALE_TABLE, log2_scale.astype(np.intp))
+    return location, log2_scale.astype(np.intp)
 
 
 def _log2_mean(total_abs: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -336,9 +355,11 @@ def _log2_mean(total_abs: np.ndarray, count: np.ndarray) -> np.ndarray:
     table holds log2(CONTEXT_OFFSET + k / 12) for k = 0 .. max k; when that is more values
     than there are positions (a latent with huge values), the log2 is taken element by element.
     """
-    per_count = 12 // count.astype(total_abs.dtype)
+    per_count = 12 // count.astype(np.intp)
     if np.array_equal(per_count * count, np.full(count.shape, 12.0)):
-        key = total_abs * per_count  # at most 4 * 2**15 * 12: no overflow
+        # at most 4 * 2**15 * 12: no overflow; an intp index, which np.take uses without a copy
+        key = total_abs.astype(np.intp)
+        key *= per_count
         size = int(key.max(initial=0)) + 1
         if size <= key.size:
             table = np.log2(CONTEXT_OFFSET + np.arange(size) / 12.0)
@@ -346,17 +367,28 @@ def _log2_mean(total_abs: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.log2(CONTEXT_OFFSET + total_abs / count)
 
 
-def encode_latent(latent: np.ndarray, models: list[GroupModel], context: np.ndarray | None) -> bytes:
-    """Range-code an integer latent (L, h, w): per channel, or coarse to fine with context (K, L, 8)."""
+def encode_latent(
+    latent: np.ndarray, models: list[GroupModel], context: np.ndarray | None, *, tabled: bool
+) -> bytes:
+    """Range-code an integer latent (L, h, w): per channel, or coarse to fine with context (K, L, 8).
+
+    ``tabled``: the context phases coded with tables (format version 7, :func:`_code_tabled`);
+    False codes them as versions 2-6 do, with constriction's Laplace per symbol.
+    """
     if context is None:
         return encode_groups(list(latent), models)
     encoder = constriction.stream.queue.RangeEncoder()
-    _code_phases(latent, models, context, encoder, decoding=False)
+    _code_phases(latent, models, context, encoder, decoding=False, tabled=tabled)
     return _stream_bytes(encoder)
 
 
 def decode_latent(
-    data: bytes, shape: tuple[int, int, int], models: list[GroupModel], context: np.ndarray | None
+    data: bytes,
+    shape: tuple[int, int, int],
+    models: list[GroupModel],
+    context: np.ndarray | None,
+    *,
+    tabled: bool,
 ) -> np.ndarray:
     """Inverse of :func:`encode_latent`, given the latent's shape."""
     _, height, width = shape
@@ -370,7 +402,7 @@ def decode_latent(
     decoder = _range_decoder(data)
     latent = np.zeros(shape, dtype=np.int32)
     try:
-        _code_phases(latent, models, context, decoder, decoding=True)
+        _code_phases(latent, models, context, decoder, decoding=True, tabled=tabled)
     except FormatError:
         raise
     except Exception as exc:
@@ -397,7 +429,12 @@ def _coded_runs(models: list[GroupModel]) -> list[tuple[int, int, int, int]]:
 
 
 def _code_phases(
-    latent: np.ndarray, models: list[GroupModel], context: np.ndarray, coder: object, decoding: bool
+    latent: np.ndarray,
+    models: list[GroupModel],
+    context: np.ndarray,
+    coder: object,
+    decoding: bool,
+    tabled: bool,
 ) -> None:
     """Encode (or decode into ``latent``) the context phases in order; the one place both sides share.
 
@@ -406,6 +443,8 @@ def _code_phases(
     channels as keep the parameters within :data:`CONTEXT_VALUES` (every channel, but for a
     large image), on a zero-padded copy of the latent. A range coder's stream does not depend
     on how its symbols are split between calls, so the groups code what one call would.
+    ``tabled`` (format version 7) codes the phases of level 1 and up group by group with the
+    tables of :func:`_code_tabled`, where versions 2-5 hand each symbol's Laplace to constriction.
     """
     channels, height, width = latent.shape
     pad = 2 ** (context.shape[0] - 1)  # the largest neighbour distance
@@ -448,6 +487,12 @@ def _code_phases(
             for start in range(0, channels, group):
                 stop = min(channels, start + group)
                 total, total_abs = _neighbour_sums(padded[start:stop], magnitude[start:stop], pad, phase)
+                if tabled:
+                    location, scale_index = _context_indices(
+                        total, total_abs, count, weights[start:stop], shared_log
+                    )
+                    _code_tabled(padded, rows, cols, start, location, scale_index, models, coder, decoding)
+                    continue
                 location, scale = _context_parameters(
                     total, total_abs, count, weights[start:stop], shared_log
                 )
@@ -467,6 +512,181 @@ def _code_phases(
             np.abs(padded[at], out=magnitude[at])
     if decoding:
         latent[...] = inside
+
+
+# --- Tabled Laplace coding of the context phases (format version 7) -----------------------------
+
+#: Fixed-point one of the tables' arithmetic (31 fraction bits: a product of two fits in 62 bits).
+_ONE = 1 << 31
+#: Frequencies are the fixed-point probabilities shifted down by this many bits (about 2**24 in all).
+_FREQUENCY_SHIFT = 7
+#: The support of a table reaches ``ceil(_TABLE_REACH * scale)`` either side of its centre...
+_TABLE_REACH = 12
+#: ... but at most this far; a symbol beyond is an escape, coded again uniformly in [lo, hi].
+_MAX_TABLE_RADIUS = 4096
+#: 2**(i/8) * 2**16, rounded, i = 0..7: the scales' mantissas for the tables' radii, in integers.
+_EIGHTH_ROOTS = (65536, 71468, 77936, 84990, 92682, 101070, 110218, 120194)
+#: Significant digits of the decimal arithmetic of the exponentials (software: the same everywhere).
+_DECIMAL_DIGITS = 24
+#: Tables: one per scale index (0..160) and quarter of the location (0..3).
+TABLE_KEYS = (_LOG2_SCALE_RANGE[1] - _LOG2_SCALE_RANGE[0] + 1) * _LOCATION_STEPS
+
+
+def table_radius(scale_index: int) -> int:
+    """R: a table's symbols are -R..R around its centre, plus the escape (integer arithmetic only).
+
+    The scale is 2**(e/8) with e = scale_index - 48 = 8k + i; R = ceil(12 * 2**(i/8) * 2**k)
+    with 2**(i/8) as the integer :data:`_EIGHTH_ROOTS`[i] / 2**16, at least 1, at most 4096.
+    """
+    k, i = divmod(scale_index + _LOG2_SCALE_RANGE[0], _LOG2_SCALE_STEPS)
+    numerator = _TABLE_REACH * _EIGHTH_ROOTS[i]
+    shift = 16 - k
+    radius = -(-numerator // (1 << shift)) if shift >= 0 else numerator << -shift
+    return max(1, min(_MAX_TABLE_RADIUS, radius))
+
+
+def _fixed_exp(exponent: Decimal) -> int:
+    """round(e**exponent * 2**31), from Python's decimal module: correctly rounded, on any machine."""
+    with localcontext() as decimal_context:
+        decimal_context.prec = _DECIMAL_DIGITS
+        value = exponent.exp() * _ONE
+        return int(value.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+@functools.cache
+def _scale_exponentials(scale_index: int) -> tuple[int, ...]:
+    """e**(-t/S) for t = 0, 1/4, 1/2, 3/4, 1 (S the index's scale), 31-bit fixed point."""
+    with localcontext() as decimal_context:
+        decimal_context.prec = _DECIMAL_DIGITS
+        e = Decimal(scale_index + _LOG2_SCALE_RANGE[0]) / _LOG2_SCALE_STEPS
+        inverse_scale = (-e * Decimal(2).ln()).exp()  # 1 / 2**(e/8)
+        return tuple(_fixed_exp(-Decimal(t) / 4 * inverse_scale) for t in range(5))
+
+
+def table_frequencies(key: int) -> np.ndarray:
+    """The integer frequencies of table ``key`` = 4 * scale index + quarter f: symbols -R..R, then the escape.
+
+    A discretised Laplace of scale S (the index's) centred at mu = f/4 - 1/2, so that the
+    location n + mu (n an integer) codes the symbol minus n. With q = e**(-1/S),
+    a = e**(-(1/2 - mu)/S), b = e**(-(1/2 + mu)/S): P(r) = a q**(r-1) (1 - q) / 2 for r >= 1,
+    b q**(-r-1) (1 - q) / 2 for r <= -1, 1 - a/2 - b/2 for r = 0, and the escape the mass
+    beyond R, (a + b) q**R / 2. All in 31-bit fixed point from exactly rounded exponentials,
+    with the powers of q by the recurrence of :func:`_powers`: integers, the same on every
+    machine. Each frequency is P >> 7, at least 1.
+    """
+    scale_index, quarter = divmod(key, _LOCATION_STEPS)
+    radius = table_radius(scale_index)
+    exponentials = _scale_exponentials(scale_index)
+    q = exponentials[4]
+    a, b = exponentials[4 - quarter], exponentials[quarter]  # 1/2 - mu = 1 - f/4, 1/2 + mu = f/4
+    powers = _powers(q, radius + 1)  # q**0 .. q**R
+    gap, shift, half = np.uint64(_ONE - q), np.uint64(31), np.uint64(32)
+    fixed = np.empty(2 * radius + 2, dtype=np.uint64)
+    fixed[radius + 1 : 2 * radius + 1] = ((np.uint64(a) * powers[:radius]) >> shift) * gap >> half
+    fixed[radius - 1 :: -1] = ((np.uint64(b) * powers[:radius]) >> shift) * gap >> half
+    fixed[radius] = _ONE - (a >> 1) - (b >> 1)
+    fixed[2 * radius + 1] = ((a * int(powers[radius])) >> 32) + ((b * int(powers[radius])) >> 32)
+    fixed >>= np.uint64(_FREQUENCY_SHIFT)
+    np.maximum(fixed, np.uint64(1), out=fixed)
+    return fixed.astype(np.float64)
+
+
+def _powers(q: int, count: int) -> np.ndarray:
+    """q**0 .. q**(count-1) in 31-bit fixed point: g[0] = 1, g[1] = q, then by doubling blocks.
+
+    g[m + j] = (g[j] * p) >> 31 for j < m, where p is q**m, itself (p' * p') >> 31 from the
+    block before (m = 1, 2, 4, ...): the order of the products is part of the format.
+    """
+    powers = np.array([_ONE], dtype=np.uint64)
+    step = np.uint64(q)
+    while powers.size < count:
+        powers = np.concatenate([powers, (powers * step) >> np.uint64(31)])
+        step = (step * step) >> np.uint64(31)
+    return powers[:count]
+
+
+@functools.cache
+def _table(key: int) -> tuple[int, constriction.stream.model.Categorical]:
+    """(R, the coder's model) of table ``key``; made once per process."""
+    frequencies = table_frequencies(key)
+    return (frequencies.size - 2) // 2, constriction.stream.model.Categorical(frequencies, perfect=False)
+
+
+def _code_tabled(
+    padded: np.ndarray,
+    rows: slice,
+    cols: slice,
+    first: int,
+    location: np.ndarray,
+    scale_index: np.ndarray,
+    models: list[GroupModel],
+    coder: object,
+    decoding: bool,
+) -> None:
+    """Code one group of a phase's channels (``first`` onwards) with the tables (format version 7).
+
+    The group's coded channels (those with lo < hi), each in raster order, one after the
+    other, are stably sorted by key = 4 * scale index + f, where the location in quarters
+    L gives the centre n = floor((L + 2) / 4) and f = (L + 2) mod 4; each key's symbols
+    s - n, in that order, are coded with table ``key`` (:func:`table_frequencies`), one
+    coder call per key. Then the escapes, in the same order: s - lo, uniform over the
+    channel's hi - lo + 1 values. Decoded symbols outside [lo, hi] are a corrupt file.
+    """
+    channels = [c for c in range(location.shape[0]) if models[first + c].hi > models[first + c].lo]
+    if not channels:
+        return
+    quarters = location[channels].astype(np.int64).reshape(len(channels), -1)
+    quarters += 2
+    centre = quarters >> 2  # floor((L + 2) / 4)
+    keys = (scale_index[channels].reshape(len(channels), -1) << 2) | (quarters & 3)
+    keys = keys.astype(np.int16).reshape(-1)
+    order = np.argsort(keys, kind="stable")
+    counts = np.bincount(keys, minlength=TABLE_KEYS)
+    used = np.flatnonzero(counts)
+    tables = [_table(int(key)) for key in used]
+    # each sorted symbol's table radius
+    radius = np.repeat(np.array([r for r, _ in tables], dtype=np.int64), counts[used])
+    lo = np.array([models[first + c].lo for c in channels], dtype=np.int64)
+    hi = np.array([models[first + c].hi for c in channels], dtype=np.int64)
+    positions = centre.shape[1]
+    targets = [(first + c, rows, cols) for c in channels]
+    if decoding:
+        decoded = np.empty(keys.size, dtype=np.int32)
+        start = 0
+        for (_, table), count in zip(tables, counts[used].tolist()):
+            decoded[start : start + count] = coder.decode(table, count)
+            start += count
+        symbols = decoded - radius
+        symbols += centre.reshape(-1)[order]
+        escaped = np.flatnonzero(decoded > 2 * radius)
+        if escaped.size:
+            channel = order[escaped] // positions
+            sizes = (hi - lo + 1)[channel].astype(np.int32)
+            uniform = np.asarray(coder.decode(constriction.stream.model.Uniform(), sizes), dtype=np.int64)
+            symbols[escaped] = uniform + lo[channel]
+        latent = np.empty(keys.size, dtype=np.int64)
+        latent[order] = symbols
+        latent = latent.reshape(len(channels), positions)
+        if np.any(latent.min(axis=1) < lo) or np.any(latent.max(axis=1) > hi):
+            raise FormatError("entropy-coded data is corrupt (a latent symbol outside its range)")
+        for i, at in enumerate(targets):
+            padded[at] = latent[i].reshape(padded[at].shape)
+        return
+    values = np.stack([padded[at].reshape(-1) for at in targets]).reshape(-1)[order].astype(np.int64)
+    offsets = values - centre.reshape(-1)[order]
+    outside = np.abs(offsets) > radius
+    indices = np.where(outside, 2 * radius + 1, offsets + radius).astype(np.int32)
+    start = 0
+    for (_, table), count in zip(tables, counts[used].tolist()):
+        coder.encode(indices[start : start + count], table)
+        start += count
+    escaped = np.flatnonzero(outside)
+    if escaped.size:
+        channel = order[escaped] // positions
+        sizes = (hi - lo + 1)[channel].astype(np.int32)
+        coder.encode(
+            (values[escaped] - lo[channel]).astype(np.int32), constriction.stream.model.Uniform(), sizes
+        )
 
 
 def weight_model(tensor_ints: np.ndarray) -> GroupModel:

@@ -413,12 +413,14 @@ def decode_frame_latents(clip: VideoFile, start: int = 0) -> Iterator[tuple[int,
         record = clip.frames[i]
         payload = clip.frame_bytes(i)
         if record.kind == INTRA:
-            latent = decode_latent(payload, shape, list(network.latent_models), network.latent_context)
+            latent = decode_latent(
+                payload, shape, list(network.latent_models), network.latent_context, tabled=False
+            )
         elif clip.residual:
-            latent = decode_latent(payload, shape, list(clip.delta_models), clip.delta_context)
+            latent = decode_latent(payload, shape, list(clip.delta_models), clip.delta_context, tabled=False)
         else:
             assert latent is not None
-            delta = decode_latent(payload, shape, list(clip.delta_models), clip.delta_context)
+            delta = decode_latent(payload, shape, list(clip.delta_models), clip.delta_context, tabled=False)
             latent = latent.astype(np.int64) + delta
             if np.abs(latent).max(initial=0) > MAX_LATENT_MAGNITUDE:
                 raise FormatError(f"file is corrupted (frame {i}'s latent leaves the decodable range)")
