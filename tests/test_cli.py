@@ -314,3 +314,28 @@ def test_decompress_to_a_lossy_format_says_so(tmp_path: Path, encoded: ccnn.Enco
     assert lossy.returncode == 0 and "lossy" in lossy.stderr and len(lossy.stderr.splitlines()) == 1
     lossless = run("decompress", str(source), "-o", str(tmp_path / "x.png"), "--quiet")
     assert lossless.returncode == 0 and lossless.stderr == ""
+
+
+_INFO_IMPORTS = (
+    "import sys; from ccnn.cli import main; code = main(['info', sys.argv[1]]); "
+    "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['ccnn', 'bench'], ['ccnn', 'batch'], "
+    "['ccnn', 'tune']) and m not in ('ccnn.bench', 'ccnn.bench.codecs', 'ccnn.bench.sheet')))"
+)
+
+
+def test_core_commands_leave_the_extension_commands_unloaded() -> None:
+    """``ccnn info`` loads neither the benchmark, the batch runner nor the tuner (start-up time);
+    the whole help still lists every command, and an extension command still runs."""
+    golden = Path(__file__).resolve().parent / "data" / "v7-fast-rgb.ccnn"
+    done = subprocess.run(
+        [sys.executable, "-c", _INFO_IMPORTS, str(golden)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    from ccnn.cli import CORE_COMMANDS, EXTENSION_COMMANDS, build_parser
+
+    help_text = build_parser().format_help()
+    for command in (*CORE_COMMANDS, *EXTENSION_COMMANDS):
+        assert command in help_text
+    with pytest.raises(SystemExit) as stopped:
+        main(["tune", "--help"])
+    assert stopped.value.code == 0

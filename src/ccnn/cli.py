@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -23,8 +24,6 @@ from typing import Any, NoReturn
 from PIL import Image
 
 from . import __version__, compress_image, decompress, read_info, videocli
-from .batch.command import add_batch_command
-from .bench.cli import add_bench_commands
 from .demo import run_demo
 from .errors import CCNNError, ConfigError, ConfigFileError, FormatError
 from .files import check_writable, write_atomic, writes_in_place
@@ -42,7 +41,6 @@ from .options import (
 from .presetinfo import describe_presets, preset_toml
 from .settings import METADATA_CHOICES, METADATA_DEFAULT, Preset
 from .sources import Source, read_source
-from .tune.command import add_tune_command
 from .videoio import is_clip_path
 
 #: Output extensions whose format loses detail: decompressing to them re-encodes the pixels.
@@ -255,7 +253,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Commands whose modules load only when one of them runs, or for the whole help: each brings
+#: its own dependencies (the benchmark's codecs, the batch pool, the tuner's Optuna glue), which
+#: ``ccnn info`` and ``ccnn decompress`` never need, and which took some 80 ms of their start-up.
+#: Command -> (module, the function that registers its commands on the ``ccnn`` parser).
+EXTENSION_COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("ccnn.bench.cli", "add_bench_commands"),
+    "reproduce": ("ccnn.bench.cli", "add_bench_commands"),
+    "batch": ("ccnn.batch.command", "add_batch_command"),
+    "tune": ("ccnn.tune.command", "add_tune_command"),
+}
+#: The commands this module defines itself.
+CORE_COMMANDS = ("compress", "decompress", "info", "demo", "presets")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``ccnn`` parser; given the ``command`` about to run, without the other commands' modules.
+
+    A core command leaves every extension out, an extension command brings its own module only;
+    no command, or a word that is none of them, builds the whole parser (its help, its error).
+    """
     parser = _Parser(prog="ccnn", description="CCNN: a per-image neural image codec.")
     parser.add_argument("--version", action="version", version=f"ccnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -355,10 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     presets.set_defaults(func=cmd_presets)
 
-    add_bench_commands(commands)
-    add_batch_command(commands)
-    add_tune_command(commands)
+    if command in CORE_COMMANDS:
+        return parser
+    wanted = [EXTENSION_COMMANDS[command]] if command in EXTENSION_COMMANDS else EXTENSION_COMMANDS.values()
+    for module, function in dict.fromkeys(wanted):  # in order, each once
+        getattr(importlib.import_module(module), function)(commands)
     return parser
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (None: none)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -392,7 +416,8 @@ def _show_note(message: Warning | str, category: type[Warning], *args: Any, **kw
 def main(argv: list[str] | None = None) -> int:
     args = argparse.Namespace()
     try:
-        args = build_parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else argv
+        args = build_parser(_command_word(words)).parse_args(words)
         with _terminate_as_interrupt(), warnings.catch_warnings():
             warnings.showwarning = _show_note
             return int(args.func(args) or 0)
