@@ -297,19 +297,6 @@ def _shared_log(magnitude: np.ndarray, pad: int, phase: ContextPhase, count: np.
     return np.log2(CONTEXT_OFFSET + every / (count * channels))
 
 
-def _context_parameters(
-    total: np.ndarray,
-    total_abs: np.ndarray,
-    count: np.ndarray,
-    weights: np.ndarray,
-    shared_log: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Location and scale handed to constriction's Laplace (versions 2-5), (channels, rows, cols) each."""
-    location, scale_index = _context_indices(total, total_abs, count, weights, shared_log)
-    location /= _LOCATION_STEPS
-    return location, np.take(_SCALE_TABLE, scale_index)
-
-
 def _context_indices(
     total: np.ndarray,
     total_abs: np.ndarray,
@@ -487,15 +474,15 @@ def _code_phases(
             for start in range(0, channels, group):
                 stop = min(channels, start + group)
                 total, total_abs = _neighbour_sums(padded[start:stop], magnitude[start:stop], pad, phase)
-                if tabled:
-                    location, scale_index = _context_indices(
-                        total, total_abs, count, weights[start:stop], shared_log
-                    )
-                    _code_tabled(padded, rows, cols, start, location, scale_index, models, coder, decoding)
-                    continue
-                location, scale = _context_parameters(
+                location, scale_index = _context_indices(
                     total, total_abs, count, weights[start:stop], shared_log
                 )
+                if tabled:
+                    _code_tabled(padded, rows, cols, start, location, scale_index, models, coder, decoding)
+                    continue
+                # versions 2-5: each symbol's Laplace, its location and scale, to constriction
+                location /= _LOCATION_STEPS
+                scale = np.take(_SCALE_TABLE, scale_index)
                 for first, end, lo, hi in runs:
                     first, end = max(first, start), min(end, stop)  # the run's channels in the group
                     if first >= end:
