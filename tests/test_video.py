@@ -339,3 +339,29 @@ def test_info_command_splits_the_bytes_by_kind(
     assert main(["info", str(path)]) == 0
     text = capsys.readouterr().out
     assert "intra model" in text and "delta model" in text and "kbps)" in text
+
+
+def test_clip_crop_phase_pulls_as_hard_when_the_error_is_large() -> None:
+    """The crop phase's loss grows with the squared error at the same rate however large it is,
+    where minus the PSNR's pull fades as 1/MSE: under the PSNR alone the first steps let the rate
+    win and some seeds' latents collapsed to constants (decisions.md)."""
+    import torch
+
+    from ccnn.encoder.video import crop_loss, psnr_loss
+    from ccnn.settings import QUALITY_LAMBDAS, QUALITY_SLOPES, VIDEO_QUALITY_SLOPES, video_config
+
+    config = video_config("fast", quality=3)
+    assert config.rate_lambda == pytest.approx(
+        QUALITY_LAMBDAS[2] * VIDEO_QUALITY_SLOPES[2] / QUALITY_SLOPES[2]
+    )
+    pulls, psnr_pulls = [], []
+    for mse in (1e-3, 1e-1):
+        errors = torch.full((2, 3), mse, requires_grad=True)
+        loss, _, _ = crop_loss(torch.zeros(()), errors, config)
+        (gradient,) = torch.autograd.grad(loss, errors)
+        pulls.append(float(gradient.sum()))
+        errors = torch.full((2, 3), mse, requires_grad=True)
+        (gradient,) = torch.autograd.grad(config.psnr_slope * psnr_loss(errors), errors)
+        psnr_pulls.append(float(gradient.sum()))
+    assert pulls[0] == pytest.approx(pulls[1]) and pulls[0] == pytest.approx(config.rate_lambda * 255.0**2)
+    assert psnr_pulls[1] == pytest.approx(psnr_pulls[0] / 100)

@@ -678,15 +678,13 @@ class EncoderOptions:
     )
     seed: int | None = _option("random seed (same seed, same file)", minimum=0, maximum=2**32 - 1)
     target_bpp: float | None = _option(
-        "land the whole file within ±3% of this many bits per pixel (steers the quality while it "
-        "trains)",
+        "land the whole file within ±3% of this many bits per pixel (steers the quality while it trains)",
         minimum=0.001,
         maximum=24.0,
         presets=(Preset.FAST, Preset.DEFAULT),
     )
     max_bytes: int | None = _option(
-        "a file of at most this many bytes, and at least 95% of it (k and M suffixes on the "
-        "command line)",
+        "a file of at most this many bytes, and at least 95% of it (k and M suffixes on the command line)",
         minimum=64,
         presets=(Preset.FAST, Preset.DEFAULT),
     )
@@ -1186,6 +1184,8 @@ def _options_from_document(
         raise
     except ConfigError as exc:
         raise ConfigFileError(f"{source}: {exc}") from None
+
+
 # --- Video ---------------------------------------------------------------------------------------
 #
 # A clip is coded by one restoring network and two entropy models shared by its frames, each
@@ -1242,6 +1242,21 @@ class VideoConfig:
     def psnr_slope(self) -> float:
         """Bits per frame pixel one dB of PSNR-YUV is worth at this quality level."""
         return VIDEO_QUALITY_SLOPES[self.quality - 1]
+
+    @property
+    def rate_lambda(self) -> float:
+        """λ of the crop phase's squared-error loss (bpp + λ·255²·MSE-YUV) at this quality level.
+
+        As for images, the networks first learn on crops under a squared error, whose pull does
+        not fade when the error is large, as minus the PSNR's does (its gradient is the slope
+        over the MSE): under the PSNR alone, a clip's first steps could let the rate win, and
+        the latent collapsed to constants with some seeds (docs/decisions.md, "Video: the crop
+        phase under a squared error"). λ is the image level's :data:`QUALITY_LAMBDAS` times the
+        clips' slope over the images' :data:`QUALITY_SLOPES`: the two losses then pull alike at
+        the squared error where the image level's two losses do.
+        """
+        level = self.quality - 1
+        return QUALITY_LAMBDAS[level] * VIDEO_QUALITY_SLOPES[level] / QUALITY_SLOPES[level]
 
     def codec_config(self) -> CodecConfig:
         """The image settings of the shared network: its layers, latent and context levels."""

@@ -6,10 +6,11 @@ settings give the same bytes however busy the machine is):
 
 1. *pairs*: the networks learn on co-located random crops of two consecutive frames, the
    first coded with the intra model, the second as its latent's difference from the first's
-   with the delta model, under the clip's loss (bpp + slope * PSNR-YUV). This teaches the
-   compressing network latents that change little where the picture does not.
+   with the delta model, under a squared error (bpp + λ·255²·MSE-YUV, as image crops are).
+   This teaches the compressing network latents that change little where the picture does not.
 2. *refine*: every frame's latent becomes a free tensor, optimised with the restoring network
-   and both models on whole frames, through soft rounding and then hard rounding.
+   and both models on whole frames, through soft rounding and then hard rounding, under the
+   clip's loss (bpp + slope * PSNR-YUV).
 
 That is latent prediction (``VideoConfig.prediction == "latent"``, the presets'). Pixel
 prediction (``"pixels"``, :class:`ResidualTrainer` and :func:`encode_residual`) restores
@@ -77,6 +78,16 @@ def psnr_loss(errors: torch.Tensor) -> torch.Tensor:
     weights = torch.tensor(YUV_WEIGHTS, dtype=errors.dtype, device=errors.device)
     db = 10.0 * torch.log(torch.clamp(errors, min=1e-10)) / _LOG10
     return (db * weights).sum(dim=1).mean()
+
+
+def crop_loss(
+    bpp: torch.Tensor, errors: torch.Tensor, config: VideoConfig
+) -> tuple[torch.Tensor, float, float]:
+    """The crop phase's loss, bpp + λ·255²·MSE-YUV (6:1:1), and its PSNR-YUV and bpp to report."""
+    weights = torch.tensor(YUV_WEIGHTS, dtype=errors.dtype, device=errors.device)
+    squared_error = (errors * weights).sum(dim=1).mean()
+    loss = bpp + config.rate_lambda * 255.0**2 * squared_error
+    return loss, -float(psnr_loss(errors).detach()), float(bpp.detach())
 
 
 class VideoTrainer:
@@ -213,10 +224,7 @@ class VideoTrainer:
         delta_bits = self.delta_model.bits(rate_in[n:] - rate_in[:n])
         # the clip's mixture: a share of intra frames, the rest predicted
         bpp = 2 * (self.intra_share * intra_bits + (1 - self.intra_share) * delta_bits) / pixels
-        errors = plane_errors(restored, torch.cat([first, second]))
-        distortion = psnr_loss(errors)
-        loss = bpp + self.config.psnr_slope * distortion
-        return loss, -float(distortion.detach()), float(bpp.detach())
+        return crop_loss(bpp, plane_errors(restored, torch.cat([first, second])), self.config)
 
     def free_latents(self) -> None:
         with torch.no_grad():
@@ -426,9 +434,8 @@ class ResidualTrainer(VideoTrainer):
             * (self.intra_share * intra_bits + (1 - self.intra_share) * predicted_bits)
             / (2 * n * size * size)
         )
-        distortion = psnr_loss(plane_errors(torch.cat([decoded_a, decoded_b]), torch.cat([first, second])))
-        loss = bpp + self.config.psnr_slope * distortion
-        return loss, -float(distortion.detach()), float(bpp.detach())
+        errors = plane_errors(torch.cat([decoded_a, decoded_b]), torch.cat([first, second]))
+        return crop_loss(bpp, errors, self.config)
 
     def evaluate(self) -> float | None:
         """No whole-clip evaluation: it would have to run the decoding chain over every frame."""
