@@ -1,9 +1,10 @@
 """Clip coding on carphone: ccnn's clip codec against all-intra ccnn and x264, at a few rates.
 
-Regenerates the numbers of docs/results/video.md (needs the ``[video]`` extra and the clip in
-../shared/data/video, or --clip)::
+A quick look at one clip, a preset and a seed (needs the ``[video]`` extra and the clip in
+../shared/data/video, or --clip); docs/decisions.md ("Video: the crop phase under a squared
+error") quotes its runs, and docs/results/video.md the fuller ``ccnn bench --video``::
 
-    nice .venv/bin/python benchmarks/video_carphone.py --frames 30 -o docs/results/video
+    nice .venv/bin/python benchmarks/video_carphone.py --frames 30 --skip intra,x264 --seed 0 -o DIR
 
 The originals are the clip's decoded 4:2:0 frames. ccnn's clip codec codes them as YCbCr;
 all-intra ccnn (the still-image codec, ``fast`` preset with its 3000 steps binding, on every
