@@ -50,10 +50,10 @@ WEIGHT_PRECISIONS = range(0, 11)
 #: Where the search starts: the precision most Kodak encodes end at.
 WEIGHT_PRECISION_START = 4
 #: Rate control's corrective pass, when the first file misses its target, does this share of a
-#: plain encode's training work (:func:`training_work`): with the calibration packings and the
-#: denser evaluations, a controlled encode stays within 1.3 times a plain one (issue 21) at any
-#: image size. (It was 40% of the whole-image steps, which are most of a small image's work:
-#: 1.9 times a plain encode on the 256x192 sample.)
+#: plain encode's training work (:func:`training_work`), so that with the calibration packings
+#: and the denser evaluations a controlled encode costs about 1.2 times a plain one at any image
+#: size (issue 21 allows 1.3; docs/results/rate-control.md). It was 40% of the whole-image
+#: steps, which are most of a small image's work: 1.9 times a plain encode on the 256x192 sample.
 CORRECTIVE_WORK_SHARE = 0.12
 #: What one training step costs besides the pixels it passes through the networks (optimizer,
 #: entropy model, Python), in pixels: ``benchmarks/step_time.py`` gives 7-8 ms of fixed cost
@@ -277,9 +277,9 @@ def encode(
     def calibrate(trainer: Trainer) -> None:
         """Pack the state just evaluated, and teach the controller the estimate's error. The
         first calibration searches one weight precision shared by all layers, later ones reuse
-        it (one exact decode instead of a dozen: the precisions move little late in training;
-        on a 1024x768 image the two searching packings cost `fast` a fifth of its time). Every
-        packing chooses the precisions at the level's own price (``config``), not the steered one."""
+        the latest optimum (one exact decode instead of a dozen: the precisions move little late
+        in training). Every packing chooses the precisions at the level's own price
+        (``config``), not the steered one."""
         assert controller is not None
         previous = optimal[-1] if optimal else None
         state = trainer.snapshot()
