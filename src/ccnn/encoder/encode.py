@@ -9,9 +9,10 @@ pack. The file is decoded once at the end by the decoder itself (:func:`ccnn.for
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,15 +31,17 @@ from ..format.entropy import (
 from ..format.exact import restore_exact
 from ..format.spec import Metadata, QuantizedTensor
 from ..metrics import bpp as bits_per_pixel
-from ..metrics import mse, psnr
-from ..settings import RATE_CONTROL_INTERVAL, CodecConfig, training_phases
+from ..metrics import mse, psnr, psnr_from_mse
+from ..settings import CodecConfig, TrainingPhase, training_phases
 from .entropy_model import LatentEntropyModel
 from .model import CCNN
 from .optim import Adam
 from .quantize import quantize_latent, quantize_tensor
 from .rate import RateController
 from .result import EncodeResult, ProgressCallback
-from .train import FitResult, Trainer, rd_objective
+from .train import FitResult, Trainer, phase_ends, rd_objective
+
+logger = logging.getLogger(__name__)
 
 #: Bias steps are fine (there are few biases); weight steps are searched over this range of
 #: "bits below the tensor's standard deviation".
@@ -46,9 +49,42 @@ BIAS_EXPONENT = 10
 WEIGHT_PRECISIONS = range(0, 11)
 #: Where the search starts: the precision most Kodak encodes end at.
 WEIGHT_PRECISION_START = 4
-#: Rate control's corrective pass, when the first file misses its target: this share of the
-#: whole-image steps more, about a fifth of a plain encode's time (issue 21 allows 1.3 times in all).
-CORRECTIVE_SHARE = 0.4
+#: Rate control's corrective pass, when the first file misses its target, does this share of a
+#: plain encode's training work (:func:`training_work`), so that with the calibration packings
+#: and the denser evaluations a controlled encode costs about 1.2 times a plain one at any image
+#: size (issue 21 allows 1.3; docs/results/rate-control.md). It was 40% of the whole-image
+#: steps, which are most of a small image's work: 1.9 times a plain encode on the 256x192 sample.
+CORRECTIVE_WORK_SHARE = 0.12
+#: What one training step costs besides the pixels it passes through the networks (optimizer,
+#: entropy model, Python), in pixels: ``benchmarks/step_time.py`` gives 7-8 ms of fixed cost
+#: per step for either network, about 2 crop steps' pixels (2 x 16 x 32^2) of the ``fine`` one.
+STEP_OVERHEAD_PIXELS = 32768
+
+
+def training_work(phases: Sequence[TrainingPhase], steps: int, height: int, width: int) -> list[float]:
+    """What one step of each of ``phases`` costs, in pixels passed plus :data:`STEP_OVERHEAD_PIXELS`,
+    and (last) the whole run's work over ``steps``: a crop step passes its crops (or the image,
+    when no smaller crop fits), a whole-image step the image. A measure of the effort that
+    depends on the sizes alone, so that rate control's extra training is the same on any load."""
+    image = height * width
+    costs = []
+    for phase in phases:
+        pixels = image if phase.data == "image" else min(image, phase.crops_per_step * phase.crop_size**2)
+        costs.append(float(pixels + STEP_OVERHEAD_PIXELS))
+    ends = phase_ends([phase.share for phase in phases])
+    done, total = 0, 0.0
+    for cost, end in zip(costs, ends):
+        count = round(steps * end) - done
+        total, done = total + count * cost, done + count
+    return [*costs, total]
+
+
+def corrective_steps(phases: Sequence[TrainingPhase], steps: int, height: int, width: int) -> int:
+    """Steps of rate control's corrective pass (a step of the last phase): :data:`CORRECTIVE_WORK_SHARE`
+    of the plain encode's work, and at least one evaluation's worth (20 steps; a large image's
+    share is fewer)."""
+    *costs, total = training_work(phases, steps, height, width)
+    return max(phases[-1].eval_interval, round(CORRECTIVE_WORK_SHARE * total / costs[-1]))
 
 
 def _descend(cost_of: Callable[[int], float], start: int, candidates: range) -> int:
@@ -72,15 +108,20 @@ def _descend(cost_of: Callable[[int], float], start: int, candidates: range) -> 
     return best
 
 
-def _search_precisions(cost_of: Callable[[tuple[int, ...]], float], count: int) -> tuple[int, ...]:
+def _search_precisions(
+    cost_of: Callable[[tuple[int, ...]], float], count: int, per_layer: bool = True
+) -> tuple[int, ...]:
     """One weight precision per restoring layer, by least rate-distortion cost.
 
     First one precision shared by all layers, then each layer walked on its own from there: the
     layers differ in how much an error in their weights costs (the last layer's errors land on
-    the pixels directly, the first layer's are smoothed by the ones after it).
+    the pixels directly, the first layer's are smoothed by the ones after it). Without
+    ``per_layer``, the shared precision alone (rate control's calibration packings).
     """
     shared = _descend(lambda p: cost_of((p,) * count), WEIGHT_PRECISION_START, WEIGHT_PRECISIONS)
     precisions = [shared] * count
+    if not per_layer:
+        return tuple(precisions)
     for layer in range(count):
 
         def cost_of_layer(p: int, layer: int = layer) -> float:
@@ -213,11 +254,12 @@ def encode(
 
     ``alpha`` (uint8 H x W) is coded losslessly beside the pixels and ``metadata`` stored as
     it is; both count in the file's size and bpp. The PSNR is that of the colour channels.
-    With a ``config.rate_target``, training steers towards it (:mod:`ccnn.encoder.rate`) and,
-    when the packed file misses, one corrective pass of
-    :data:`CORRECTIVE_SHARE` of the whole-image steps continues against a target corrected by
-    the estimate's measured error; of all the files packed on the way (calibrations included),
-    the best that meets the target is kept (:meth:`RateController.choose`).
+    With a ``config.rate_target``, training steers towards it (:mod:`ccnn.encoder.rate`); the
+    packed file's weight precisions are moved off their rate-distortion optimum when that alone
+    brings a near miss inside the target (:func:`_fit_precisions`), and when the file still
+    misses, one corrective pass of :func:`corrective_steps` continues against a target corrected
+    by the estimate's measured error; of all the files packed on the way (calibrations
+    included), the best that meets the target is kept (:meth:`RateController.choose`).
     """
     start = time.perf_counter()
     height, width, channels = pixels.shape
@@ -228,19 +270,23 @@ def encode(
     framing = _framing_bytes(config, height, width, channels, alpha_data, metadata, note)
     controller = None if config.rate_target is None else RateController(config.rate_target, height * width)
     phases = training_phases(config)
-    # every file packed under rate control, as (bytes, decoded pixels, PSNR): the best is kept
-    packed_files: list[tuple[bytes, np.ndarray, float]] = []
-
-    def keep(data: bytes) -> tuple[bytes, np.ndarray, float]:
-        decoded = decode(data)
-        packed_files.append((data, decoded, psnr(pixels, decoded[:, :, :channels])))
-        return packed_files[-1]
+    # every file packed under rate control: the best is kept
+    packed_files: list[Packed] = []
+    optimal: list[tuple[int, ...]] = []  # the precisions each packing chose, before a fit
 
     def calibrate(trainer: Trainer) -> None:
-        """Pack the state just evaluated, and teach the controller the estimate's error."""
+        """Pack the state just evaluated, and teach the controller the estimate's error. The
+        first calibration searches one weight precision shared by all layers, later ones reuse
+        the latest optimum (one exact decode instead of a dozen: the precisions move little late
+        in training). Every packing chooses the precisions at the level's own price
+        (``config``), not the steered one."""
         assert controller is not None
-        data, _, quality = keep(_pack(pixels, trainer.config, trainer.snapshot(), alpha_data, metadata, note))
-        controller.calibrate(trainer.last.file_bpp, trainer.last.psnr, len(data), quality)
+        previous = optimal[-1] if optimal else None
+        state = trainer.snapshot()
+        packed = _pack(pixels, config, state, alpha_data, metadata, note, previous, per_layer=False)[0]
+        packed_files.append(packed)
+        optimal.append(packed.precisions)
+        controller.calibrate(trainer.last.file_bpp, trainer.last.psnr, len(packed.data), packed.psnr)
 
     trainer = Trainer(
         pixels,
@@ -255,21 +301,35 @@ def encode(
     if result.stopped_by_time:
         budget = f"a time budget ended training after {result.steps} of {config.steps} steps"
         note = f"{note}; {budget}" if note else budget
-    data, decoded, quality = keep(_pack(pixels, trainer.config, result, alpha_data, metadata, note))
-    target_note, target_reached = None, True
-    if controller is not None:
-        if not controller.reached(len(data), quality):
-            trainer.evaluate()  # the estimate at the state that was packed
-            controller.calibrate(trainer.last.file_bpp, trainer.last.psnr, len(data), quality)
-            scale = controller.jump(trainer.config.quality_scale, len(data), quality)
+    # the weights' precisions are chosen at the quality level's price of a dB, not the steered
+    # one: rate control steers the latent, and the fit moves the precisions (see _pack)
+    packs = _pack(pixels, config, result, alpha_data, metadata, note, fit=controller)
+    packed_files.extend(packs)
+    optimal.append(packs[0].precisions)
+    packed, target_note, target_reached = packs[0], None, True
+    if controller is not None and not controller.reached(len(packed.data), packed.psnr):
+        # the file at the weights' optimum missed (a fitted one may not have): a corrective pass
+        trainer.evaluate()  # the estimate at the state that was packed
+        controller.calibrate(trainer.last.file_bpp, trainer.last.psnr, len(packed.data), packed.psnr)
+        scale = controller.jump(trainer.config.quality_scale, len(packed.data), packed.psnr)
+        logger.debug("rate control: missed, price %.3f -> %.3f", trainer.config.quality_scale, scale)
+        # a price already at its bound (SCALE_BOUND) would train on as before: a target beyond
+        # the network's reach costs no corrective pass
+        if abs(math.log(scale / trainer.config.quality_scale)) > 1e-9:
             trainer.config = dataclasses.replace(trainer.config, quality_scale=scale)
-            refine = phases[-1]
-            extra = max(RATE_CONTROL_INTERVAL * 2, round(CORRECTIVE_SHARE * config.steps * refine.share))
-            result = trainer.resume(refine, extra)
-            keep(_pack(pixels, trainer.config, result, alpha_data, metadata, note))
-            data, decoded, quality = packed_files[
-                controller.choose([(len(data), quality) for data, _, quality in packed_files])
-            ]
+            padded = [-(-side // config.total_stride) * config.total_stride for side in (height, width)]
+            result = trainer.resume(phases[-1], corrective_steps(phases, config.steps, *padded))
+            # the precisions at the level's price move little in a short pass: reused (one
+            # exact decode instead of a dozen, which weigh most on a large image)
+            reuse = packed.precisions
+            packs = _pack(pixels, config, result, alpha_data, metadata, note, reuse, fit=controller)
+            packed_files.extend(packs)
+    if controller is not None:
+        packed = packed_files[controller.choose([(len(p.data), p.psnr) for p in packed_files])]
+    data = packed.data
+    decoded = decode(data)
+    quality = psnr(pixels, decoded[:, :, :channels])
+    if controller is not None:
         target_note = controller.outcome(len(data), quality)
         target_reached = controller.reached(len(data), quality)
     return EncodeResult(
@@ -287,6 +347,55 @@ def encode(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Packed:
+    """A packed file, its PSNR (from the exact restoration the precision search decoded, which
+    is what the decoder gives) and the weight precisions it was packed at."""
+
+    data: bytes
+    psnr: float
+    precisions: tuple[int, ...]
+
+
+#: How far :func:`_fit_precisions` moves the weight precisions off their optimum: at most this
+#: many bits on every restoring layer.
+FIT_BITS = 3
+
+
+def _precision_chain(start: tuple[int, ...], direction: int) -> list[tuple[int, ...]]:
+    """Weight precisions moving away from ``start`` by one layer's bit at a time, in
+    ``direction``: all layers +1 one after the other, then +2, up to :data:`FIT_BITS` (a
+    file that grows or shrinks by small steps)."""
+    chain: list[tuple[int, ...]] = []
+    low, high = WEIGHT_PRECISIONS[0], WEIGHT_PRECISIONS[-1]
+    for bits in range(1, FIT_BITS + 1):
+        for layer in range(len(start)):
+            shift = [direction * (bits if i <= layer else bits - 1) for i in range(len(start))]
+            candidate = tuple(min(max(p + d, low), high) for p, d in zip(start, shift))
+            if candidate != (chain[-1] if chain else start):
+                chain.append(candidate)
+    return chain
+
+
+def _fit_precisions(
+    start: tuple[int, ...], size_of: Callable[[tuple[int, ...]], int], controller: RateController
+) -> tuple[int, ...]:
+    """The weight precisions nearest ``start`` (the rate-distortion optimum) whose file reaches
+    a size or bpp target, or ``start`` when it does already or none of :func:`_precision_chain`
+    does: a final adjustment of a few percent of the file that costs no training, and a
+    packing per candidate (no decoding; the sizes are exact)."""
+    side = controller.size_side(size_of(start))
+    if side == 0:
+        return start
+    for candidate in _precision_chain(start, -side):
+        moved = controller.size_side(size_of(candidate))
+        if moved == 0:
+            return candidate
+        if moved != side:  # stepped over the window
+            break
+    return start
+
+
 def _pack(
     pixels: np.ndarray,
     config: CodecConfig,
@@ -294,12 +403,17 @@ def _pack(
     alpha_data: bytes | None,
     metadata: Metadata,
     note: str = "",
-) -> bytes:
-    """Quantize and code a training result into the bytes of a .ccnn file.
+    precisions: tuple[int, ...] | None = None,
+    fit: RateController | None = None,
+    per_layer: bool = True,
+) -> list[Packed]:
+    """Quantize and code a training result into the bytes of a .ccnn file (and maybe a second).
 
     The latent is rounded and its entropy model tuned on the actual symbols; each restoring
     layer's weight step is chosen by the rate-distortion cost at ``config``'s price of a dB,
-    each candidate decoded exactly as the decoder will.
+    each candidate decoded exactly as the decoder will, unless ``precisions`` are given. With
+    ``fit`` (a size or bpp target), a file at precisions moved to land a near miss on the
+    target (:func:`_fit_precisions`) follows the one at the optimum, when they differ.
     """
     height, width, channels = pixels.shape
     spec = config.decoder_spec()
@@ -309,36 +423,68 @@ def _pack(
     latent_context = result.entropy.stored_context()
     latent_data = encode_latent(latent, latent_models, latent_context, tabled=True)
 
-    costs: dict[tuple[int, ...], tuple[float, list[QuantizedTensor], list[GroupModel]]] = {}
+    weights: dict[tuple[int, ...], tuple[list[QuantizedTensor], list[GroupModel]]] = {}
+    costs: dict[tuple[int, ...], tuple[float, float]] = {}
+
+    def weights_at(precisions: tuple[int, ...]) -> tuple[list[QuantizedTensor], list[GroupModel]]:
+        if precisions not in weights:
+            tensors = _quantize_decoder(result.model, precisions)
+            weights[precisions] = (tensors, [weight_model(t.ints) for t in tensors])
+        return weights[precisions]
 
     def weight_cost(precisions: tuple[int, ...]) -> float:
         """Rate-distortion cost of the weights at ``precisions``, decoded exactly as the decoder will."""
         if precisions not in costs:
-            tensors = _quantize_decoder(result.model, precisions)
-            models = [weight_model(t.ints) for t in tensors]
+            tensors, models = weights_at(precisions)
             weight_bits = sum(estimate_bits(t.ints, m) for t, m in zip(tensors, models))
             decoded = restore_exact(spec, tensors, latent, (height, width))
             # in bands, exact: the whole image in float64 three times over would be 1.7 GB at 24 MP
-            error = mse(pixels, decoded) / 255.0**2
-            cost = rd_objective(weight_bits / (height * width), error, config)
-            costs[precisions] = (cost, tensors, models)
+            error = mse(pixels, decoded)
+            cost = rd_objective(weight_bits / (height * width), error / 255.0**2, config)
+            costs[precisions] = (cost, error)
         return costs[precisions][0]
 
-    _, tensors, weight_models = costs[_search_precisions(weight_cost, len(result.model.decoder_weights))]
-    weight_data = encode_groups([t.ints for t in tensors], weight_models)
-    contents = container.CCNNFile(
-        height=height,
-        width=width,
-        channels=channels,
-        spec=spec,
-        weight_exponents=tuple(t.exponent for t in tensors),
-        weight_models=tuple(weight_models),
-        weight_data=weight_data,
-        latent_models=tuple(latent_models),
-        latent_context=latent_context,
-        latent_data=latent_data,
-        alpha_data=alpha_data,
-        metadata=metadata,
-        note=note,
-    )
-    return container.pack(contents)
+    def packed_at(precisions: tuple[int, ...]) -> bytes:
+        tensors, weight_models = weights_at(precisions)
+        contents = container.CCNNFile(
+            height=height,
+            width=width,
+            channels=channels,
+            spec=spec,
+            weight_exponents=tuple(t.exponent for t in tensors),
+            weight_models=tuple(weight_models),
+            weight_data=encode_groups([t.ints for t in tensors], weight_models),
+            latent_models=tuple(latent_models),
+            latent_context=latent_context,
+            latent_data=latent_data,
+            alpha_data=alpha_data,
+            metadata=metadata,
+            note=note,
+        )
+        return container.pack(contents)
+
+    if precisions is None:
+        precisions = _search_precisions(weight_cost, len(result.model.decoder_weights), per_layer)
+    weight_cost(precisions)
+    packs = [Packed(packed_at(precisions), psnr_from_mse(costs[precisions][1]), precisions)]
+    if fit is not None and fit.target.kind != "psnr":
+        sizes = {precisions: len(packs[0].data)}
+
+        def size_of(candidate: tuple[int, ...]) -> int:
+            if candidate not in sizes:
+                sizes[candidate] = len(packed_at(candidate))
+            return sizes[candidate]
+
+        fitted = _fit_precisions(precisions, size_of, fit)
+        if fitted != precisions:
+            weight_cost(fitted)
+            packs.append(Packed(packed_at(fitted), psnr_from_mse(costs[fitted][1]), fitted))
+    for packed in packs:
+        logger.debug(
+            "packed at step %d: %d bytes, %.2f dB, weight precisions %s",
+            result.steps,
+            len(packed.data),
+            packed.psnr,
+            packed.precisions,
+        )
+    return packs

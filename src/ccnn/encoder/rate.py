@@ -99,13 +99,27 @@ class RateController:
         bpp = 8.0 * file_bytes / self.pixels
         return abs(bpp / self.target.value - 1.0) <= tolerance
 
+    def size_side(self, file_bytes: int) -> int:
+        """For a size or bpp target: -1 when a file of ``file_bytes`` is too small for it, 1 when
+        too large, 0 when it reaches it (:data:`RATE_TOLERANCE`)."""
+        tolerance = RATE_TOLERANCE[self.target.kind]
+        if self.target.kind == "bytes":
+            low, high = (1.0 - tolerance) * self.target.value, float(self.target.value)
+        else:
+            aim = self.target.value * self.pixels / 8.0  # the target in bytes
+            low, high = (1.0 - tolerance) * aim, (1.0 + tolerance) * aim
+        return -1 if file_bytes < low else 1 if file_bytes > high else 0
+
     def choose(self, candidates: list[tuple[int, float]]) -> int:
         """Which of the files packed during the encode, as (bytes, PSNR), to keep.
 
         Every packing is a real file (the calibrations' and the final ones), so the one kept
         is the best that meets the target: the highest PSNR among those that reach it (for a
         PSNR target, the smallest file); when none does, the nearest, and a size limit is never
-        exceeded when any file keeps to it.
+        exceeded when any file keeps to it. A file that another beats on both counts (no larger,
+        and a higher PSNR) is not the nearest: an early calibration's packing of a latent still
+        soft-rounded can be the largest file and the worst, and was kept for a 1 bpp target on
+        the 256x192 sample (0.78 bpp at 24.6 dB).
         """
         indices = range(len(candidates))
         reached = [i for i in indices if self.reached(*candidates[i])]
@@ -115,6 +129,13 @@ class RateController:
             return max(reached, key=lambda i: candidates[i][1])
         if self.target.kind == "psnr":
             return max(indices, key=lambda i: candidates[i][1])
+        indices = [
+            i
+            for i in indices
+            if not any(
+                candidates[j][0] <= candidates[i][0] and candidates[j][1] > candidates[i][1] for j in indices
+            )
+        ]
         if self.target.kind == "bytes":
             within = [i for i in indices if candidates[i][0] <= self.target.value]
             if within:

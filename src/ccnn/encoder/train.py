@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,9 @@ from .optim import Adam
 from .quantize import add_noise, round_ste, saturate_byte, soft_round_noise
 from .rate import RateController
 from .result import Progress, ProgressCallback
+
+#: Rate control's trajectory (step, price of a dB, estimated file bpp, PSNR) at DEBUG level.
+logger = logging.getLogger(__name__)
 
 #: Where in a whole-image phase with a rate target the current state is packed for real, to
 #: correct the controller's estimate of the file (shares of the phase's steps).
@@ -238,16 +242,26 @@ def soft_round_temperature(phase: TrainingPhase, fraction: float) -> float | Non
     return start + (end - start) * progress
 
 
+#: Steps of a phase's learning-rate warm-up (a short corrective pass warms up over a quarter of
+#: its steps instead).
+WARMUP_STEPS = 50
+
+
 def _set_learning_rates(
-    optimizer: Adam, rates: list[float], scale: float, done: int, fraction: float
+    optimizer: Adam,
+    rates: list[float],
+    scale: float,
+    done: int,
+    fraction: float,
+    warmup_steps: int = WARMUP_STEPS,
 ) -> None:
-    """A 50-step warm-up, then a cosine decay to 5% of each base rate over the phase.
+    """A warm-up of ``warmup_steps``, then a cosine decay to 5% of each base rate over the phase.
 
     The warm-up keeps the first steps of a fresh Adam (its moment estimates still empty) from
     throwing the networks far; ``scale`` halves after each rollback, so a diverging phase
     continues more gently.
     """
-    warmup = min(1.0, (done + 1) / 50)
+    warmup = min(1.0, (done + 1) / warmup_steps)
     cosine = 0.5 * (1 + math.cos(math.pi * fraction))
     optimizer.learning_rates = [base * scale * warmup * (0.05 + 0.95 * cosine) for base in rates]
 
@@ -534,11 +548,25 @@ class Trainer:
         if self.controller is None:
             return
         scale = self.controller.steer(self.config.quality_scale, self.last.file_bpp, self.last.psnr)
+        logger.debug(
+            "rate control: step %d, scale %.3f -> %.3f, estimated %.4f bpp (x%.3f), %.2f dB",
+            self.step,
+            self.config.quality_scale,
+            scale,
+            self.last.file_bpp,
+            self.controller.correction,
+            self.last.psnr,
+        )
         self.config = dataclasses.replace(self.config, quality_scale=scale)
         self.forget_best()
 
     def run_phase(
-        self, phase: TrainingPhase, end: float = 1.0, time_end: float = 1.0, steps: int | None = None
+        self,
+        phase: TrainingPhase,
+        end: float = 1.0,
+        time_end: float = 1.0,
+        steps: int | None = None,
+        warmup_steps: int = WARMUP_STEPS,
     ) -> None:
         """Train ``phase`` until the step count reaches ``end`` of the steps, or the clock
         ``time_end`` of the time budget when there is one.
@@ -570,7 +598,7 @@ class Trainer:
             if fraction >= 1.0:
                 break
             hard = fraction >= 1.0 - phase.hard_share
-            _set_learning_rates(optimizer, rates, lr_scale, done, fraction)
+            _set_learning_rates(optimizer, rates, lr_scale, done, fraction, warmup_steps)
             optimizer.zero_grad()
             loss = self.backward(phase, batch(), hard, fraction)
             torch.nn.utils.clip_grad_norm_(params, 5.0, foreach=True)
@@ -620,8 +648,11 @@ class Trainer:
         )
 
     def resume(self, phase: TrainingPhase, steps: int) -> FitResult:
-        """Train ``steps`` more steps of ``phase`` (rate control's corrective pass), then finish."""
+        """Train ``steps`` more steps of ``phase`` (rate control's corrective pass), then finish.
+
+        The learning rate warms up over a quarter of the steps (at most :data:`WARMUP_STEPS`):
+        a pass of a few dozen steps would otherwise spend them all warming up."""
         self.forget_best()
-        self.run_phase(phase, steps=steps)
+        self.run_phase(phase, steps=steps, warmup_steps=max(1, min(WARMUP_STEPS, steps // 4)))
         return self.finish()
 
