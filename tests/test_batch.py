@@ -213,6 +213,16 @@ def assert_consistent_images(out: Path) -> None:
         assert listed[name] == sha(data)
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C's default action, as a terminal's foreground job has it.
+
+    A shell starts a background job with SIGINT ignored, the ignoring is inherited through
+    exec, and Python then leaves it so: launched that way, pytest would hand its children a
+    SIGINT they never see, and the Ctrl-C tests would fail for a reason outside ccnn.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ccnn.cli", "batch", *args],
@@ -220,6 +230,7 @@ def _run_cli(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, like a shell job
+        preexec_fn=_interruptible,
     )
 
 
