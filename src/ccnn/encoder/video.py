@@ -73,20 +73,22 @@ def plane_errors(restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.cat([luma[:, None], chroma], dim=1)
 
 
+def _yuv_mean(per_plane: torch.Tensor) -> torch.Tensor:
+    """The 6:1:1 mix of per-image Y, U, V values (N, 3), averaged over the images."""
+    weights = torch.tensor(YUV_WEIGHTS, dtype=per_plane.dtype, device=per_plane.device)
+    return (per_plane * weights).sum(dim=1).mean()
+
+
 def psnr_loss(errors: torch.Tensor) -> torch.Tensor:
     """Minus the mean PSNR-YUV in dB of per-image plane errors (N, 3): 6:1:1, as it is measured."""
-    weights = torch.tensor(YUV_WEIGHTS, dtype=errors.dtype, device=errors.device)
-    db = 10.0 * torch.log(torch.clamp(errors, min=1e-10)) / _LOG10
-    return (db * weights).sum(dim=1).mean()
+    return _yuv_mean(10.0 * torch.log(torch.clamp(errors, min=1e-10)) / _LOG10)
 
 
 def crop_loss(
     bpp: torch.Tensor, errors: torch.Tensor, config: VideoConfig
 ) -> tuple[torch.Tensor, float, float]:
     """The crop phase's loss, bpp + λ·255²·MSE-YUV (6:1:1), and its PSNR-YUV and bpp to report."""
-    weights = torch.tensor(YUV_WEIGHTS, dtype=errors.dtype, device=errors.device)
-    squared_error = (errors * weights).sum(dim=1).mean()
-    loss = bpp + config.rate_lambda * 255.0**2 * squared_error
+    loss = bpp + config.rate_lambda * 255.0**2 * _yuv_mean(errors)
     return loss, -float(psnr_loss(errors).detach()), float(bpp.detach())
 
 
